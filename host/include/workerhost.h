@@ -1,0 +1,122 @@
+/* workerhost.h -- the public C API of workerhost.
+ *
+ * A C program embeds the host: create it from an app root (config/ and
+ * workers/) or a config file, start it, enqueue jobs by worker class name with
+ * JSON arguments, stop it, free it.
+ *
+ * Conventions, everywhere in this header:
+ *   - A function that can fail returns 0 (WH_OK) or a negative WH_E* code and,
+ *     when `err` is not NULL, fills *err with the same code and a message.
+ *     `err` is always the last parameter and is caller-owned (usually on the
+ *     stack); nothing in it needs freeing.
+ *   - Strings passed in are borrowed for the duration of the call unless a
+ *     comment says otherwise. Strings returned are borrowed from the object
+ *     that returned them unless a comment says "owned".
+ *   - Threads: see each function. A wh_host may be shared by many threads for
+ *     wh_host_enqueue; creating, starting, stopping and freeing it belong to
+ *     one thread (the owner). */
+#ifndef WORKERHOST_H
+#define WORKERHOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WORKERHOST_VERSION "0.1.0"
+
+/* ---- errors ---------------------------------------------------------- */
+
+enum {
+    WH_OK = 0,
+    WH_EINVAL = -1,    /* bad call or command-line usage */
+    WH_ECONFIG = -2,   /* configuration file error */
+    WH_ESCRIPT = -3,   /* a worker script failed to load or define */
+    WH_EARGS = -4,     /* job arguments refused by the schema check */
+    WH_ENOCLASS = -5,  /* no worker with that class name */
+    WH_EUNAVAIL = -6,  /* backend unavailable (Redis down, host stopped) */
+    WH_EFULL = -7,     /* queue full: the job was not accepted */
+    WH_EJOB = -8,      /* the job ran and failed (ForegroundBlocking) */
+    WH_ENOMEM = -9,    /* out of memory (a VM's memory limit, say) */
+    WH_EIO = -10,      /* reading or writing a file failed */
+    WH_EJSON = -11,    /* malformed JSON */
+    WH_ETIMEOUT = -12, /* a job ran past its timeout */
+    WH_ESTATE = -13,   /* the call is not valid in the object's current state */
+};
+
+/* Error detail. Caller-owned, usually on the stack; fixed size, no heap. */
+typedef struct wh_err {
+    int code;          /* WH_OK or a WH_E* value */
+    char msg[1024];    /* human-readable, NUL-terminated; truncated if longer */
+    const char *file;  /* source file of workerhost that set it (static) */
+    int line;          /* and its line */
+} wh_err;
+
+#define WH_ERR_INIT {0, {0}, NULL, 0}
+
+/* Static text for a code ("arguments refused"); never NULL. */
+const char *wh_strerror(int code);
+
+/* ---- the host -------------------------------------------------------- */
+
+typedef struct wh_host wh_host; /* opaque */
+
+typedef struct wh_host_options {
+    const char *root;        /* app root holding config/ and workers/; NULL = "." */
+    const char *env;         /* NULL = $WORKERHOST_ENV, else "development" */
+    const char *config_file; /* NULL = <root>/config/<env>.yaml */
+} wh_host_options;
+
+/* Reads the configuration and loads and checks every worker script.
+ * On success *out is an owned host: free it with wh_host_free.
+ * Errors: WH_ECONFIG (with file, line, column and key path), WH_ESCRIPT
+ * (with file and line). Thread: any; the calling thread becomes the owner. */
+int wh_host_new(wh_host **out, const wh_host_options *opts, wh_err *err);
+
+/* Starts processing according to workers.mode. In ForegroundBlocking mode
+ * there is nothing to start and this returns 0. Owner thread only. */
+int wh_host_start(wh_host *h, wh_err *err);
+
+/* Retry setting of one enqueue. */
+#define WH_RETRY_DEFAULT (-2) /* use the worker's `retry` */
+#define WH_RETRY_FALSE (-1)   /* no retries, no dead set */
+
+typedef struct wh_enqueue_options {
+    const char *queue; /* NULL = the worker's queue */
+    double in;         /* seconds from now; 0 = now. Ignored in ForegroundBlocking */
+    double at;         /* epoch seconds; 0 = not set. Ignored in ForegroundBlocking */
+    int retry;         /* WH_RETRY_DEFAULT, WH_RETRY_FALSE or a count >= 0 */
+} wh_enqueue_options;
+
+#define WH_ENQUEUE_OPTIONS_INIT {NULL, 0.0, 0.0, WH_RETRY_DEFAULT}
+
+#define WH_JID_SIZE 25 /* 24 hex characters and a NUL */
+
+/* Enqueues one job of worker `class_name`. `args_json` (len bytes, need not
+ * be NUL-terminated) is what perform receives as `args`: a JSON object for a
+ * worker with named fields, a JSON array for a positional one. The arguments
+ * are checked against the worker's schema in C first; a refused job is not
+ * queued (WH_EARGS, the message names the argument path).
+ * On success writes the new job's id into jid_out (may be NULL).
+ * In ForegroundBlocking mode the job runs now, in the calling thread, and the
+ * call returns its outcome: 0, or WH_EJOB with the job's error in err
+ * (jid_out is filled in both cases).
+ * Errors: WH_ENOCLASS, WH_EARGS, WH_EJSON, WH_EFULL, WH_EUNAVAIL, WH_EJOB.
+ * Thread: any thread, concurrently, once wh_host_new has returned. */
+int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, size_t len,
+                    const wh_enqueue_options *opts, char jid_out[WH_JID_SIZE], wh_err *err);
+
+/* Stops taking jobs, lets running ones finish for up to `timeout` seconds
+ * (< 0: workers.shutdown_timeout), and stops. Idempotent. Owner thread only. */
+int wh_host_stop(wh_host *h, double timeout, wh_err *err);
+
+/* Stops the host if needed and releases it. Accepts NULL. Owner thread only. */
+void wh_host_free(wh_host *h);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,172 @@
+/* catalog.c -- see catalog.h. */
+#include "app/catalog.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/mem.h"
+
+struct wh_catalog {
+    atomic_int refs;
+    wh_source *sources;
+    size_t nsources;
+    wh_worker_def *defs;
+    size_t ndefs;
+};
+
+static int read_file(const char *path, char **out, size_t *len, wh_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return wh_err_set(err, WH_EIO, "%s: cannot read: %s", path, strerror(errno));
+    wh_buf b = WH_BUF_INIT;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) wh_buf_append(&b, chunk, n);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        wh_buf_free(&b);
+        return wh_err_set(err, WH_EIO, "%s: cannot read", path);
+    }
+    *len = b.len;
+    *out = wh_buf_steal(&b);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The chunk name shows the path relative to the root when it is inside it,
+ * so messages read "workers/x.lua:3: ..." */
+static char *chunkname_for(const char *root, const char *path) {
+    size_t rl = strlen(root);
+    wh_buf b = WH_BUF_INIT;
+    wh_buf_putc(&b, '@');
+    if (strncmp(path, root, rl) == 0 && path[rl] == '/') wh_buf_puts(&b, path + rl + 1);
+    else wh_buf_puts(&b, path);
+    return wh_buf_steal(&b);
+}
+
+static int read_sources(const wh_config *cfg, wh_catalog *c, wh_err *err) {
+    DIR *d = opendir(cfg->scripts_dir);
+    if (d == NULL)
+        return wh_err_set(err, WH_ESCRIPT, "%s: cannot open the scripts folder (workers.scripts): %s",
+                          cfg->scripts_dir, strerror(errno));
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || e->d_name[0] == '.' || strcmp(e->d_name + len - 4, ".lua") != 0) continue;
+        if (n == cap) names = wh_xrealloc(names, (cap = cap ? cap * 2 : 16) * sizeof *names);
+        names[n++] = wh_xstrdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp_str);
+    c->sources = wh_xcalloc(n ? n : 1, sizeof *c->sources);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0) {
+            wh_source *s = &c->sources[c->nsources];
+            wh_buf p = WH_BUF_INIT;
+            wh_buf_printf(&p, "%s/%s", cfg->scripts_dir, names[i]);
+            s->path = wh_buf_steal(&p);
+            rc = read_file(s->path, &s->code, &s->len, err);
+            if (rc == 0) {
+                s->chunkname = chunkname_for(cfg->root, s->path);
+                c->nsources++;
+            } else {
+                wh_free(s->path);
+            }
+        }
+        wh_free(names[i]);
+    }
+    wh_free(names);
+    return rc;
+}
+
+static void free_catalog(wh_catalog *c) {
+    for (size_t i = 0; i < c->nsources; i++) {
+        wh_free(c->sources[i].path);
+        wh_free(c->sources[i].chunkname);
+        wh_free(c->sources[i].code);
+    }
+    wh_free(c->sources);
+    for (size_t i = 0; i < c->ndefs; i++) {
+        wh_free(c->defs[i].name);
+        wh_free(c->defs[i].queue);
+        wh_free(c->defs[i].file);
+        wh_schema_release(c->defs[i].schema);
+    }
+    wh_free(c->defs);
+    wh_free(c);
+}
+
+wh_vm *wh_catalog_new_vm(const wh_catalog *c, const wh_config *cfg, const wh_lhost *host, wh_err *err) {
+    wh_vm_options o = {cfg->memory_limit, (const char *const *)cfg->lua_path, host};
+    return wh_vm_new(&o, c->sources, c->nsources, err);
+}
+
+int wh_catalog_load(const wh_config *cfg, wh_catalog **out, wh_err *err) {
+    wh_catalog *c = wh_xcalloc(1, sizeof *c);
+    atomic_init(&c->refs, 1);
+    int rc = read_sources(cfg, c, err);
+    if (rc) {
+        free_catalog(c);
+        return rc;
+    }
+    wh_vm *vm = wh_catalog_new_vm(c, cfg, NULL, err);
+    if (vm == NULL) {
+        free_catalog(c);
+        return err ? err->code : WH_ESCRIPT;
+    }
+    c->ndefs = wh_vm_nworkers(vm);
+    c->defs = wh_xcalloc(c->ndefs ? c->ndefs : 1, sizeof *c->defs);
+    for (size_t i = 0; i < c->ndefs; i++) {
+        wh_lworker_info info;
+        wh_vm_worker(vm, i, &info);
+        wh_worker_def *d = &c->defs[i];
+        d->name = wh_xstrdup(info.name);
+        d->queue = wh_xstrdup(info.queue);
+        d->retry = info.retry;
+        d->timeout = info.timeout > 0 ? info.timeout : cfg->timeout;
+        d->schema = wh_schema_retain(info.schema);
+        d->file = wh_xstrdup(info.file ? info.file : "?");
+    }
+    wh_vm_free(vm);
+    *out = c;
+    return 0;
+}
+
+wh_catalog *wh_catalog_retain(wh_catalog *c) {
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void wh_catalog_release(wh_catalog *c) {
+    if (c == NULL) return;
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) free_catalog(c);
+}
+
+size_t wh_catalog_count(const wh_catalog *c) { return c->ndefs; }
+const wh_worker_def *wh_catalog_at(const wh_catalog *c, size_t i) { return i < c->ndefs ? &c->defs[i] : NULL; }
+
+const wh_worker_def *wh_catalog_find(const wh_catalog *c, const char *name) {
+    size_t lo = 0, hi = c->ndefs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = strcmp(name, c->defs[mid].name);
+        if (r == 0) return &c->defs[mid];
+        if (r < 0) hi = mid;
+        else lo = mid + 1;
+    }
+    return NULL;
+}
+
+const wh_source *wh_catalog_sources(const wh_catalog *c, size_t *n) {
+    *n = c->nsources;
+    return c->sources;
+}

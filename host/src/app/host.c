@@ -1,0 +1,231 @@
+/* host.c -- wh_host: configuration + catalog + the mode's engine.
+ *
+ * ForegroundBlocking: enqueue runs the job at once in the caller's thread, in
+ * a VM taken from a pool (at most workers.concurrency VMs; a caller waits
+ * when all are busy), so two threads never share a VM. A job enqueued from
+ * inside a job runs at once in the same VM. */
+#include "app/host.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "app/job.h"
+#include "app/runner.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "lua/lmodule.h"
+#include "lua/vm.h"
+
+struct wh_host {
+    wh_config *cfg;
+    wh_catalog *cat;
+    wh_lhost lhost; /* behind wh.enqueue in this host's VMs */
+    bool started, stopped;
+
+    /* ForegroundBlocking VM pool */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    wh_vm **idle;
+    size_t nidle, nvms;
+};
+
+const wh_config *wh_host_config(const wh_host *h) { return h->cfg; }
+const wh_catalog *wh_host_catalog(const wh_host *h) { return h->cat; }
+
+/* ---- the VM pool ---- */
+
+static wh_vm *pool_take(wh_host *h, wh_err *err) {
+    pthread_mutex_lock(&h->lock);
+    while (h->nidle == 0 && h->nvms >= (size_t)h->cfg->concurrency) pthread_cond_wait(&h->cond, &h->lock);
+    if (h->nidle > 0) {
+        wh_vm *vm = h->idle[--h->nidle];
+        pthread_mutex_unlock(&h->lock);
+        return vm;
+    }
+    h->nvms++;
+    pthread_mutex_unlock(&h->lock);
+    wh_vm *vm = wh_catalog_new_vm(h->cat, h->cfg, &h->lhost, err);
+    if (vm == NULL) {
+        pthread_mutex_lock(&h->lock);
+        h->nvms--;
+        pthread_cond_signal(&h->cond);
+        pthread_mutex_unlock(&h->lock);
+    }
+    return vm;
+}
+
+static void pool_give(wh_host *h, wh_vm *vm) {
+    if (wh_vm_tainted(vm)) { /* rebuilt from the same in-memory sources */
+        wh_vm_free(vm);
+        pthread_mutex_lock(&h->lock);
+        h->nvms--;
+        pthread_cond_signal(&h->cond);
+        pthread_mutex_unlock(&h->lock);
+        return;
+    }
+    pthread_mutex_lock(&h->lock);
+    h->idle[h->nidle++] = vm;
+    pthread_cond_signal(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* ---- enqueue ---- */
+
+static int unknown_class(const wh_host *h, const char *name, wh_err *err) {
+    wh_buf known = WH_BUF_INIT;
+    for (size_t i = 0; i < wh_catalog_count(h->cat); i++)
+        wh_buf_printf(&known, "%s%s", i ? ", " : "", wh_catalog_at(h->cat, i)->name);
+    int rc = wh_err_set(err, WH_ENOCLASS, "unknown worker class \"%s\" (known: %s)", name,
+                        known.len ? wh_buf_cstr(&known) : "none");
+    wh_buf_free(&known);
+    return rc;
+}
+
+static int validate_options(const wh_enqueue_options *o, wh_err *err) {
+    if (o == NULL) return 0;
+    if (o->queue && o->queue[0] == '\0') return wh_err_set(err, WH_EINVAL, "queue must not be empty");
+    if (o->in < 0) return wh_err_set(err, WH_EINVAL, "in must be >= 0 seconds");
+    if (o->at < 0) return wh_err_set(err, WH_EINVAL, "at must be epoch seconds > 0");
+    if (o->in > 0 && o->at > 0) return wh_err_set(err, WH_EINVAL, "give either in or at, not both");
+    if (o->retry < WH_RETRY_DEFAULT) return wh_err_set(err, WH_EINVAL, "retry must be >= 0");
+    return 0;
+}
+
+/* Runs a built job now in vm (ForegroundBlocking). Returns 0 or WH_EJOB
+ * (and WH_EARGS if the second check refuses it) with the error in err. */
+static int run_now(wh_host *h, wh_vm *vm, wh_job *job, wh_err *err) {
+    wh_run_result res;
+    wh_runner_perform(vm, job, h->cfg->timeout, &res);
+    wh_free(res.traceback);
+    if (res.rc == 0) return 0;
+    if (err) *err = res.err;
+    int rc = res.rc == WH_EARGS || res.rc == WH_ENOCLASS ? res.rc : WH_EJOB;
+    if (err) err->code = rc;
+    return rc;
+}
+
+/* wh.enqueue inside this host's VMs. */
+static const wh_schema *lhost_find(void *ud, lua_State *L, const char *name) {
+    (void)L;
+    const wh_worker_def *d = wh_catalog_find(((wh_host *)ud)->cat, name);
+    return d ? d->schema : NULL;
+}
+
+static int lhost_enqueue(void *ud, lua_State *L, const char *name, wh_json_doc *doc, const wh_json *args,
+                         const wh_enqueue_options *opts, wh_err *err) {
+    wh_host *h = ud;
+    const wh_worker_def *def = wh_catalog_find(h->cat, name);
+    wh_job *job = wh_job_new(def, doc, args, opts, wh_clock_wall());
+    lua_pushstring(L, job->jid);
+    /* ForegroundBlocking: run at once, in this VM; a failing nested job does
+     * not raise in its caller */
+    wh_err jerr;
+    int rc = run_now(h, wh_vm_from_state(L), job, &jerr);
+    wh_job_free(job);
+    lua_pushboolean(L, rc == 0);
+    if (rc == 0) lua_pushnil(L);
+    else lua_pushstring(L, jerr.msg);
+    (void)err;
+    return 3;
+}
+
+int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, size_t len,
+                    const wh_enqueue_options *opts, char jid_out[WH_JID_SIZE], wh_err *err) {
+    if (jid_out) jid_out[0] = '\0';
+    if (h == NULL || class_name == NULL || (args_json == NULL && len > 0))
+        return wh_err_set(err, WH_EINVAL, "wh_host_enqueue: NULL argument");
+    if (h->stopped) return wh_err_set(err, WH_EUNAVAIL, "the host is stopped");
+    int rc = validate_options(opts, err);
+    if (rc) return rc;
+    const wh_worker_def *def = wh_catalog_find(h->cat, class_name);
+    if (def == NULL) return unknown_class(h, class_name, err);
+    wh_json_limits lim = {h->cfg->max_payload_bytes, 0};
+    wh_json_doc *doc = wh_json_parse(args_json ? args_json : "", len, &lim, err);
+    if (doc == NULL) return WH_EJSON;
+    if (wh_schema_check_call_args(def->schema, wh_json_doc_root(doc), err) != 0) {
+        wh_err_prefix(err, "%s", class_name);
+        wh_json_doc_free(doc);
+        return WH_EARGS;
+    }
+    wh_job *job = wh_job_new(def, doc, wh_json_doc_root(doc), opts, wh_clock_wall());
+    if (jid_out) memcpy(jid_out, job->jid, WH_JID_SIZE);
+    switch (h->cfg->mode) {
+    case WH_MODE_FOREGROUND_BLOCKING: {
+        wh_vm *vm = pool_take(h, err);
+        if (vm == NULL) {
+            wh_job_free(job);
+            return err ? err->code : WH_ESCRIPT;
+        }
+        rc = run_now(h, vm, job, err);
+        pool_give(h, vm);
+        break;
+    }
+    default:
+        rc = wh_err_set(err, WH_EUNAVAIL, "workers.mode %s is not available in this build",
+                        wh_mode_name(h->cfg->mode));
+        break;
+    }
+    wh_job_free(job);
+    return rc;
+}
+
+/* ---- lifetime ---- */
+
+int wh_host_new_mode(wh_host **out, const wh_host_options *opts, const wh_mode *mode, wh_err *err) {
+    wh_config_source src = {opts ? opts->root : NULL, opts ? opts->env : NULL, opts ? opts->config_file : NULL};
+    wh_config *cfg = NULL;
+    int rc = wh_config_load(&cfg, &src, err);
+    if (rc) return rc;
+    if (mode) cfg->mode = *mode;
+    wh_catalog *cat = NULL;
+    rc = wh_catalog_load(cfg, &cat, err);
+    if (rc) {
+        wh_config_free(cfg);
+        return rc;
+    }
+    wh_host *h = wh_xcalloc(1, sizeof *h);
+    h->cfg = cfg;
+    h->cat = cat;
+    h->lhost = (wh_lhost){lhost_find, lhost_enqueue, h};
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    h->idle = wh_xcalloc((size_t)cfg->concurrency, sizeof *h->idle);
+    *out = h;
+    return 0;
+}
+
+int wh_host_new(wh_host **out, const wh_host_options *opts, wh_err *err) {
+    if (out == NULL) return wh_err_set(err, WH_EINVAL, "wh_host_new: out is NULL");
+    return wh_host_new_mode(out, opts, NULL, err);
+}
+
+int wh_host_start(wh_host *h, wh_err *err) {
+    if (h == NULL) return wh_err_set(err, WH_EINVAL, "wh_host_start: NULL host");
+    if (h->stopped) return wh_err_set(err, WH_ESTATE, "the host is stopped");
+    h->started = true;
+    if (h->cfg->mode == WH_MODE_FOREGROUND_BLOCKING) return 0;
+    return wh_err_set(err, WH_EUNAVAIL, "workers.mode %s is not available in this build",
+                      wh_mode_name(h->cfg->mode));
+}
+
+int wh_host_stop(wh_host *h, double timeout, wh_err *err) {
+    (void)timeout;
+    if (h == NULL) return wh_err_set(err, WH_EINVAL, "wh_host_stop: NULL host");
+    h->stopped = true;
+    return 0;
+}
+
+void wh_host_free(wh_host *h) {
+    if (h == NULL) return;
+    wh_host_stop(h, -1, NULL);
+    for (size_t i = 0; i < h->nidle; i++) wh_vm_free(h->idle[i]);
+    wh_free(h->idle);
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->cond);
+    wh_catalog_release(h->cat);
+    wh_config_free(h->cfg);
+    wh_free(h);
+}

@@ -1,0 +1,53 @@
+/* job.h -- one job: its payload as a JSON tree, in Sidekiq's shape
+ *   {"class":"DownloadWorker","args":[{...}],"queue":"default","retry":25,
+ *    "jid":"<24 hex>","created_at":1700000000.5,"enqueued_at":1700000000.5}
+ * plus the fields read out of it. The same struct carries a job from any
+ * source (C API, Lua, command line, later Redis) to the runner. */
+#ifndef WH_JOB_H
+#define WH_JOB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "app/catalog.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "json/json.h"
+#include "lua/lworker.h"
+#include "workerhost.h"
+
+typedef struct wh_job {
+    wh_json_doc *doc;       /* owned: the payload tree (and anything it points to) */
+    const wh_json *payload; /* the root object */
+    const wh_json *args;    /* payload "args" (an array) */
+    char *class_name;       /* owned */
+    char *queue;            /* owned */
+    char jid[WH_JID_SIZE];
+    int retry;              /* from the payload: count, WH_RETRY_FALSE, or WH_RETRY_DEFAULT if absent */
+    bool has_retry_count;
+    int64_t retry_count;
+    double created_at, enqueued_at;
+    double run_at;          /* when it should run (epoch s); 0 = now */
+} wh_job;
+
+/* Reads a payload from JSON text (as a queue or a foreign client hands it).
+ * Returns an owned job (free with wh_job_free), or NULL with err:
+ * WH_EJSON for text that is not JSON, WH_EARGS for a payload without a
+ * string "class" or an array "args" (the message says which). */
+wh_job *wh_job_parse(const char *text, size_t len, const wh_json_limits *limits, wh_err *err);
+
+/* Builds a new job of worker def from call-shaped arguments (`args`, in
+ * `args_doc`, already checked) and options. Takes ownership of args_doc.
+ * `now` is epoch seconds. Never fails. */
+wh_job *wh_job_new(const wh_worker_def *def, wh_json_doc *args_doc, const wh_json *args,
+                   const wh_enqueue_options *opts, double now);
+
+void wh_job_free(wh_job *job); /* accepts NULL */
+
+/* Appends the payload's compact JSON text. */
+int wh_job_write(const wh_job *job, wh_buf *out, wh_err *err);
+
+/* The job's meta view for perform's `job` table (borrows from job). */
+void wh_job_meta_of(const wh_job *job, wh_job_meta *out);
+
+#endif

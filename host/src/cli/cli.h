@@ -1,0 +1,30 @@
+/* cli.h -- shared pieces of the workerhost command's subcommands. */
+#ifndef WH_CLI_H
+#define WH_CLI_H
+
+#include <stdbool.h>
+
+#include "config/config.h"
+#include "workerhost.h"
+
+typedef struct wh_cli {
+    const char *root, *env, *config, *log_format, *log_level; /* borrowed from argv */
+    bool help;
+    const char **words; /* the command and its own arguments and options */
+    int nwords;
+} wh_cli;
+
+/* Exit status for a WH_E* code (see main.c). */
+int wh_cli_exit_status(int rc);
+/* Prints "workerhost CMD: <message>" and a hint; returns 2. */
+int wh_cli_usage_error(const char *cmd, const char *fmt, const char *arg);
+/* Creates the host from the global options (mode forced if not NULL);
+ * prints the error and returns 2 on failure. */
+int wh_cli_open_host(const wh_cli *cli, const wh_mode *mode, wh_host **out);
+
+int wh_cli_enqueue(const wh_cli *cli);
+int wh_cli_generate(const wh_cli *cli);
+/* Runs a host until SIGINT/SIGTERM; returns the exit status. */
+int wh_cli_run_host(wh_host *h);
+
+#endif

@@ -1,0 +1,892 @@
+/* SPDX-License-Identifier: MIT
+ * json.c -- JSON documents: yajl's event parser feeding an arena-backed tree,
+ * plus a compact writer in Ruby JSON.generate style. See json.h for the
+ * contract.
+ *
+ * yajl alone is too lax for job payloads, so parsing is three layers:
+ *   1. checks before yajl runs: size limit, empty input, and (only when the
+ *      text has a byte >= 0x80, a backslash, \v or \f) one linear scan that
+ *      tracks string state and refuses what yajl lets through: overlong or
+ *      surrogate-encoding or > U+10FFFF UTF-8 (yajl only checks the byte
+ *      pattern), lone surrogate escapes (yajl writes '?' or an encoded
+ *      surrogate), and \v / \f between tokens (yajl counts them as spaces);
+ *   2. yajl's event parser, configured strictly;
+ *   3. the callbacks: depth limit, duplicate keys, exact int64 numbers.
+ *
+ * Error offsets ("at byte N") are 0-based. For our own checks N is the first
+ * byte of the offending thing (the backslash of a lone escape, the first byte
+ * of a bad UTF-8 sequence, the opening quote of a duplicate key). For yajl's
+ * own errors N is yajl_get_bytes_consumed(), i.e. how far yajl had read when
+ * it gave up; an error found only at the end of the text reports the length.
+ * When two problems are found, the one earlier in the text is reported.
+ */
+#include "json/json.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <locale.h>
+#include <math.h>
+#include <stdalign.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "core/mem.h"
+
+#define NO_OFFSET SIZE_MAX
+
+/* ==== arena ============================================================= */
+
+/* A document is one malloc holding the struct and a first bump region sized
+ * from the input, so a small payload costs a single allocation for its tree.
+ * Further regions are chained in `chunks`; requests much larger than the
+ * current chunk size get a chunk of their own so they waste no space. */
+
+typedef struct chunk {
+    struct chunk *next;
+    size_t size; /* also pads the header to 16 bytes so data is well aligned */
+} chunk;
+
+struct wh_json_doc {
+    const wh_json *root; /* NULL until set */
+    char *cur, *end;     /* the bump region in use */
+    chunk *chunks;       /* heap chunks, newest first (the inline region is not one) */
+    size_t next_size;    /* size of the next general-purpose chunk */
+    wh_json root_slot;   /* holds a parsed root */
+};
+
+#define ARENA_MIN_CHUNK 4096
+#define ARENA_MAX_CHUNK (1024 * 1024)
+#define ARENA_ALIGN (alignof(max_align_t))
+
+static wh_json_doc *doc_new_sized(size_t inline_size) {
+    wh_json_doc *doc = wh_xmalloc(sizeof *doc + inline_size);
+    doc->root = NULL;
+    doc->cur = (char *)(doc + 1);
+    doc->end = doc->cur + inline_size;
+    doc->chunks = NULL;
+    doc->next_size = inline_size * 2 > ARENA_MIN_CHUNK ? inline_size * 2 : ARENA_MIN_CHUNK;
+    if (doc->next_size > ARENA_MAX_CHUNK) doc->next_size = ARENA_MAX_CHUNK;
+    return doc;
+}
+
+static char *align_up(char *p, size_t align) {
+    uintptr_t u = ((uintptr_t)p + (align - 1)) & ~(uintptr_t)(align - 1);
+    return (char *)u;
+}
+
+static chunk *chunk_new(wh_json_doc *doc, size_t size) {
+    chunk *c = wh_xmalloc(sizeof *c + size);
+    c->size = size;
+    c->next = doc->chunks;
+    doc->chunks = c;
+    return c;
+}
+
+/* The slow path of arena_alloc: the current region is too small. */
+static void *arena_grow(wh_json_doc *doc, size_t n, size_t align) {
+    if (n > SIZE_MAX / 2) abort(); /* cannot happen for text that fits in memory */
+    size_t need = n + align;
+    if (need > doc->next_size / 4) {
+        /* Big: its own chunk, and keep bumping in the current region. */
+        chunk *c = chunk_new(doc, need);
+        return align_up((char *)(c + 1), align);
+    }
+    chunk *c = chunk_new(doc, doc->next_size);
+    doc->cur = (char *)(c + 1);
+    doc->end = doc->cur + c->size;
+    if (doc->next_size < ARENA_MAX_CHUNK) doc->next_size *= 2;
+    char *p = align_up(doc->cur, align);
+    doc->cur = p + n;
+    return p;
+}
+
+/* Returns n bytes aligned to align (a power of two); lives until the doc is freed. */
+static void *arena_alloc(wh_json_doc *doc, size_t n, size_t align) {
+    char *p = align_up(doc->cur, align);
+    if (p <= doc->end && n <= (size_t)(doc->end - p)) {
+        doc->cur = p + n;
+        return p;
+    }
+    return arena_grow(doc, n, align);
+}
+
+static char *arena_strndup(wh_json_doc *doc, const void *s, size_t n) {
+    char *p = arena_alloc(doc, n + 1, 1);
+    if (n) memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+wh_json_doc *wh_json_doc_new(void) { return doc_new_sized(512); }
+
+void wh_json_doc_free(wh_json_doc *doc) {
+    if (doc == NULL) return;
+    chunk *c = doc->chunks;
+    while (c) {
+        chunk *next = c->next;
+        wh_free(c);
+        c = next;
+    }
+    wh_free(doc);
+}
+
+const wh_json *wh_json_doc_root(const wh_json_doc *doc) { return doc->root; }
+
+void wh_json_doc_set_root(wh_json_doc *doc, const wh_json *root) { doc->root = root; }
+
+void *wh_json_doc_alloc(wh_json_doc *doc, size_t n) { return arena_alloc(doc, n, ARENA_ALIGN); }
+
+const char *wh_json_doc_strndup(wh_json_doc *doc, const char *s, size_t n) {
+    return arena_strndup(doc, s, n);
+}
+
+/* ==== UTF-8 ============================================================= */
+
+/* Length of the valid UTF-8 sequence at p (avail bytes left), or 0 when it is
+ * invalid: a stray continuation byte, an overlong form, an encoded surrogate
+ * (U+D800..U+DFFF), a code point above U+10FFFF, or a truncated sequence. */
+static size_t utf8_seq_len(const unsigned char *p, size_t avail) {
+    unsigned char c = p[0];
+    if (c < 0x80) return 1;
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;      /* overlong below U+0800 */
+        else if (c == 0xED) hi = 0x9F; /* surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;      /* overlong below U+10000 */
+        else if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (avail < n || p[1] < lo || p[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80) return 0;
+    return n;
+}
+
+/* Offset of the first invalid sequence in s, or len when all of it is valid. */
+static size_t utf8_invalid_at(const unsigned char *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        /* Skip ASCII eight bytes at a time; payloads are mostly ASCII. */
+        while (i + 8 <= len) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & UINT64_C(0x8080808080808080)) break;
+            i += 8;
+        }
+        if (i >= len) break;
+        size_t n = utf8_seq_len(s + i, len - i);
+        if (n == 0) return i;
+        i += n;
+    }
+    return len;
+}
+
+bool wh_json_utf8_valid(const char *s, size_t len) {
+    return utf8_invalid_at((const unsigned char *)s, len) == len;
+}
+
+size_t wh_json_utf8_len(const char *s, size_t len) {
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
+/* ==== the pre-scan: what yajl lets through ============================== */
+
+typedef struct scan_issue {
+    size_t at;     /* offset of the problem, NO_OFFSET when none */
+    char what[64]; /* e.g. "lone surrogate \\uD800" */
+} scan_issue;
+
+/* True when the text has a byte that only the pre-scan can judge: >= 0x80, a
+ * backslash, \v or \f. Works in 64-byte blocks without branches inside a
+ * block, so the common all-ASCII, escape-free payload is checked quickly. */
+static bool needs_scan(const unsigned char *p, size_t n) {
+    size_t i = 0;
+    for (;;) {
+        size_t end = n - i > 64 ? i + 64 : n;
+        unsigned acc = 0;
+        for (size_t j = i; j < end; j++) {
+            unsigned c = p[j];
+            acc |= (c & 0x80) | (c == '\\') | (c == 0x0b) | (c == 0x0c);
+        }
+        if (acc) return true;
+        if (end == n) return false;
+        i = end;
+    }
+}
+
+static bool hex4(const unsigned char *p, size_t avail, unsigned *out) {
+    if (avail < 4) return false;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned c = p[i], d;
+        if (c >= '0' && c <= '9') d = c - '0';
+        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+        else return false;
+        v = v * 16 + d;
+    }
+    *out = v;
+    return true;
+}
+
+/* p[i] is a backslash inside a string. Returns the offset after the escape.
+ * A high surrogate must be followed at once by an escaped low surrogate; a low
+ * surrogate on its own is refused. Malformed escapes are left for yajl. */
+static size_t scan_escape(const unsigned char *p, size_t n, size_t i, scan_issue *iss) {
+    unsigned u, lo;
+    if (i + 1 >= n || p[i + 1] != 'u' || !hex4(p + i + 2, n - i - 2, &u)) return i + 2;
+    if (u >= 0xD800 && u <= 0xDBFF && i + 12 <= n && p[i + 6] == '\\' && p[i + 7] == 'u' &&
+        hex4(p + i + 8, 4, &lo) && lo >= 0xDC00 && lo <= 0xDFFF)
+        return i + 12;
+    if (u >= 0xD800 && u <= 0xDFFF) {
+        iss->at = i;
+        snprintf(iss->what, sizeof iss->what, "lone surrogate \\u%04X", u);
+        return n;
+    }
+    return i + 6;
+}
+
+/* p[i] is the first byte after an opening quote. Returns the offset after the
+ * closing quote (n if the string is unterminated or a problem was found). */
+static size_t scan_string(const unsigned char *p, size_t n, size_t i, scan_issue *iss) {
+    while (i < n) {
+        unsigned char c = p[i];
+        if (c == '"') return i + 1;
+        if (c == '\\') {
+            i = scan_escape(p, n, i, iss);
+        } else if (c >= 0x80) {
+            size_t k = utf8_seq_len(p + i, n - i);
+            if (k == 0) {
+                iss->at = i;
+                snprintf(iss->what, sizeof iss->what, "invalid UTF-8 in string");
+                return n;
+            }
+            i += k;
+        } else {
+            i++;
+        }
+    }
+    return n;
+}
+
+/* Finds the first problem yajl would not report. Only lexical state matters
+ * here (inside or outside a string); grammar errors are yajl's job. */
+static void prescan(const unsigned char *p, size_t n, scan_issue *iss) {
+    iss->at = NO_OFFSET;
+    size_t i = 0;
+    while (i < n && iss->at == NO_OFFSET) {
+        unsigned char c = p[i];
+        if (c == '"') {
+            i = scan_string(p, n, i + 1, iss);
+        } else if (c == 0x0b || c == 0x0c) {
+            iss->at = i;
+            snprintf(iss->what, sizeof iss->what, "invalid character 0x%02x", c);
+        } else {
+            i++;
+        }
+    }
+}
+
+/* ==== numbers =========================================================== */
+
+/* Parses an integer literal (-?[0-9]+, as yajl has already checked) into
+ * *out. Returns false when it does not fit in int64. Exact over the whole
+ * range: the magnitude is accumulated unsigned against the limit of its sign. */
+static bool parse_int64(const char *s, size_t n, int64_t *out) {
+    bool neg = n > 0 && s[0] == '-';
+    uint64_t limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    uint64_t v = 0;
+    for (size_t i = neg; i < n; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (limit - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    if (!neg) *out = (int64_t)v;
+    else if (v == (uint64_t)INT64_MAX + 1) *out = INT64_MIN;
+    else *out = -(int64_t)v;
+    return true;
+}
+
+/* strtod that reads '.' as the decimal point whatever LC_NUMERIC says (the
+ * host may run with a locale that uses ','). s is NUL-terminated. Like Lua's
+ * l_str2d: try as is, and only on failure retry with the locale's point. */
+static double c_strtod(const char *s, size_t n) {
+    char *end;
+    double d = strtod(s, &end);
+    if (end == s + n) return d;
+    const char *point = localeconv()->decimal_point;
+    size_t plen = strlen(point);
+    char *copy = wh_xmalloc(n + plen + 1), *q = copy;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '.') memcpy(q, point, plen), q += plen;
+        else *q++ = s[i];
+    }
+    *q = '\0';
+    d = strtod(copy, NULL);
+    wh_free(copy);
+    return d;
+}
+
+/* Builds the value for number text s (n bytes, valid JSON number syntax). */
+static void make_number(wh_json_doc *doc, const char *s, size_t n, wh_json *v) {
+    bool int_literal = memchr(s, '.', n) == NULL && memchr(s, 'e', n) == NULL &&
+                       memchr(s, 'E', n) == NULL;
+    if (int_literal && parse_int64(s, n, &v->u.i)) {
+        v->type = WH_JSON_INT;
+        return;
+    }
+    char *raw = arena_strndup(doc, s, n);
+    v->type = WH_JSON_FLOAT;
+    v->u.f.raw = raw;
+    v->u.f.raw_len = n;
+    v->u.f.int_literal = int_literal;
+    v->u.f.d = c_strtod(raw, n);
+}
+
+/* ==== the tree builder (yajl callbacks) ================================= */
+
+/* Values of open arrays and objects wait on a stack of slots until their
+ * container closes; then they are copied into the arena as one contiguous
+ * array. A key is pushed as a slot whose value the next event fills in. */
+typedef struct slot {
+    wh_json_member m; /* key NULL for array items */
+    size_t key_end;   /* for members: yajl's offset just after the key */
+} slot;
+
+typedef struct frame {
+    size_t base; /* index of the container's first slot */
+    bool is_obj;
+} frame;
+
+#define SMALL_SLOTS 32
+#define SMALL_FRAMES 16
+
+typedef struct parse_ctx {
+    wh_json_doc *doc;
+    yajl_handle h;
+    const char *text;
+    size_t len;
+    wh_err *err;
+    int max_depth;
+    const scan_issue *issue;
+    wh_json root;
+    slot *slots;
+    size_t nslots, cap_slots;
+    frame *frames;
+    size_t nframes, cap_frames;
+    slot small_slots[SMALL_SLOTS]; /* most payloads never touch the heap */
+    frame small_frames[SMALL_FRAMES];
+} parse_ctx;
+
+/* Grows a stack that starts in inline storage `small`. */
+static void *stack_grow(void *items, void *small, size_t *cap, size_t item_size) {
+    size_t ncap = *cap * 2;
+    void *p;
+    if (items == small) {
+        p = wh_xmalloc(ncap * item_size);
+        memcpy(p, items, *cap * item_size);
+    } else {
+        p = wh_xrealloc(items, ncap * item_size);
+    }
+    *cap = ncap;
+    return p;
+}
+
+static slot *push_slot(parse_ctx *c) {
+    if (c->nslots == c->cap_slots)
+        c->slots = stack_grow(c->slots, c->small_slots, &c->cap_slots, sizeof(slot));
+    return &c->slots[c->nslots++];
+}
+
+/* Reports a problem found at offset `at` (shown in the message only when
+ * show_at), unless the pre-scan found one earlier in the text. Returns 0 so
+ * callbacks can `return fail(...)`, which makes yajl stop. */
+static int fail(parse_ctx *c, size_t at, bool show_at, const char *what) {
+    if (c->issue->at != NO_OFFSET && c->issue->at < at)
+        wh_err_set(c->err, WH_EJSON, "invalid JSON at byte %zu: %s", c->issue->at, c->issue->what);
+    else if (show_at)
+        wh_err_set(c->err, WH_EJSON, "invalid JSON at byte %zu: %s", at, what);
+    else
+        wh_err_set(c->err, WH_EJSON, "invalid JSON: %s", what);
+    return 0;
+}
+
+/* Places a finished value: as the root, as the next array item, or as the
+ * value of the key pushed last. */
+static int emit(parse_ctx *c, const wh_json *v) {
+    if (c->nframes == 0) {
+        c->root = *v;
+        return 1;
+    }
+    if (c->frames[c->nframes - 1].is_obj) {
+        assert(c->nslots > 0 && c->slots[c->nslots - 1].m.key != NULL);
+        c->slots[c->nslots - 1].m.value = *v;
+        return 1;
+    }
+    slot *s = push_slot(c);
+    s->m.key = NULL;
+    s->m.key_len = 0;
+    s->m.value = *v;
+    return 1;
+}
+
+static int on_null(void *ctx) {
+    wh_json v = {.type = WH_JSON_NULL};
+    return emit(ctx, &v);
+}
+
+static int on_boolean(void *ctx, int b) {
+    wh_json v = {.type = b ? WH_JSON_TRUE : WH_JSON_FALSE};
+    return emit(ctx, &v);
+}
+
+static int on_number(void *ctx, const char *s, size_t n) {
+    parse_ctx *c = ctx;
+    wh_json v;
+    make_number(c->doc, s, n, &v);
+    return emit(c, &v);
+}
+
+static int on_string(void *ctx, const unsigned char *s, size_t n) {
+    parse_ctx *c = ctx;
+    wh_json v = {.type = WH_JSON_STRING};
+    v.u.str.s = arena_strndup(c->doc, s, n);
+    v.u.str.len = n;
+    return emit(c, &v);
+}
+
+static int on_map_key(void *ctx, const unsigned char *s, size_t n) {
+    parse_ctx *c = ctx;
+    slot *k = push_slot(c);
+    k->m.key = arena_strndup(c->doc, s, n);
+    k->m.key_len = n;
+    k->m.value.type = WH_JSON_NULL;
+    k->key_end = yajl_get_bytes_consumed(c->h);
+    return 1;
+}
+
+static int open_container(parse_ctx *c, bool is_obj) {
+    if (c->nframes >= (size_t)c->max_depth) {
+        char what[48];
+        snprintf(what, sizeof what, "nesting deeper than %d", c->max_depth);
+        return fail(c, yajl_get_bytes_consumed(c->h), false, what);
+    }
+    if (c->nframes == c->cap_frames)
+        c->frames = stack_grow(c->frames, c->small_frames, &c->cap_frames, sizeof(frame));
+    c->frames[c->nframes].base = c->nslots;
+    c->frames[c->nframes].is_obj = is_obj;
+    c->nframes++;
+    return 1;
+}
+
+static int on_start_map(void *ctx) { return open_container(ctx, true); }
+static int on_start_array(void *ctx) { return open_container(ctx, false); }
+
+static int on_end_array(void *ctx) {
+    parse_ctx *c = ctx;
+    size_t base = c->frames[--c->nframes].base, n = c->nslots - base;
+    wh_json v = {.type = WH_JSON_ARRAY};
+    if (n) {
+        wh_json *items = arena_alloc(c->doc, n * sizeof *items, alignof(wh_json));
+        for (size_t i = 0; i < n; i++) items[i] = c->slots[base + i].m.value;
+        v.u.arr.items = items;
+    }
+    v.u.arr.n = n;
+    c->nslots = base;
+    return emit(c, &v);
+}
+
+/* ---- duplicate keys ---- */
+
+static bool key_eq(const slot *a, const slot *b) {
+    return a->m.key_len == b->m.key_len && memcmp(a->m.key, b->m.key, a->m.key_len) == 0;
+}
+
+/* Orders slots by key, then by position, so equal keys end up adjacent with
+ * the first occurrence first. */
+static int key_cmp(const void *pa, const void *pb) {
+    const slot *a = *(const slot *const *)pa, *b = *(const slot *const *)pb;
+    size_t n = a->m.key_len < b->m.key_len ? a->m.key_len : b->m.key_len;
+    int r = n ? memcmp(a->m.key, b->m.key, n) : 0;
+    if (r) return r;
+    if (a->m.key_len != b->m.key_len) return a->m.key_len < b->m.key_len ? -1 : 1;
+    return a < b ? -1 : a > b;
+}
+
+#define DUP_LINEAR_MAX 16
+
+/* Returns the first member (in document order) whose key already appeared
+ * earlier in the object, or NULL. Quadratic only for small objects; larger
+ * ones are sorted so a 100k-key object stays O(n log n). */
+static const slot *find_dup(const slot *s, size_t n) {
+    if (n <= DUP_LINEAR_MAX) {
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = 0; j < i; j++)
+                if (key_eq(&s[i], &s[j])) return &s[i];
+        return NULL;
+    }
+    const slot **sorted = wh_xmalloc(n * sizeof *sorted);
+    for (size_t i = 0; i < n; i++) sorted[i] = &s[i];
+    qsort(sorted, n, sizeof *sorted, key_cmp);
+    const slot *first = NULL;
+    for (size_t i = 1; i < n; i++)
+        if (key_eq(sorted[i], sorted[i - 1]) && (first == NULL || sorted[i] < first))
+            first = sorted[i];
+    wh_free(sorted);
+    return first;
+}
+
+/* The offset of a key's opening quote, found backwards from just after its
+ * closing quote: the first '"' preceded by an even run of backslashes. */
+static size_t key_start(const char *text, size_t key_end) {
+    size_t i = key_end >= 2 ? key_end - 2 : 0;
+    while (i > 0) {
+        if (text[i] == '"') {
+            size_t bs = 0;
+            while (bs < i && text[i - 1 - bs] == '\\') bs++;
+            if (bs % 2 == 0) return i;
+        }
+        i--;
+    }
+    return i;
+}
+
+/* Writes at most ~40 bytes of key into out, printable ASCII as is and other
+ * bytes as \xNN, so a hostile key cannot flood the message. */
+static void quote_key(char *out, size_t cap, const char *key, size_t len) {
+    size_t o = 0, max = 40;
+    for (size_t i = 0; i < len && i < max && o + 8 < cap; i++) {
+        unsigned char ch = (unsigned char)key[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+            out[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "\\x%02x", ch);
+    }
+    if (len > max && o + 4 < cap) memcpy(out + o, "...", 3), o += 3;
+    out[o] = '\0';
+}
+
+static int on_end_map(void *ctx) {
+    parse_ctx *c = ctx;
+    size_t base = c->frames[c->nframes - 1].base, n = c->nslots - base;
+    const slot *dup = find_dup(c->slots + base, n);
+    if (dup) {
+        char key[200], what[220];
+        quote_key(key, sizeof key, dup->m.key, dup->m.key_len);
+        snprintf(what, sizeof what, "duplicate key \"%s\"", key);
+        return fail(c, key_start(c->text, dup->key_end), true, what);
+    }
+    c->nframes--;
+    wh_json v = {.type = WH_JSON_OBJECT};
+    if (n) {
+        wh_json_member *m = arena_alloc(c->doc, n * sizeof *m, alignof(wh_json_member));
+        for (size_t i = 0; i < n; i++) m[i] = c->slots[base + i].m;
+        v.u.obj.members = m;
+    }
+    v.u.obj.n = n;
+    c->nslots = base;
+    return emit(c, &v);
+}
+
+static const yajl_callbacks parse_callbacks = {
+    .yajl_null = on_null,
+    .yajl_boolean = on_boolean,
+    .yajl_number = on_number, /* not yajl_integer/yajl_double: see make_number */
+    .yajl_string = on_string,
+    .yajl_start_map = on_start_map,
+    .yajl_map_key = on_map_key,
+    .yajl_end_map = on_end_map,
+    .yajl_start_array = on_start_array,
+    .yajl_end_array = on_end_array,
+};
+
+/* ==== parse ============================================================= */
+
+static bool all_space(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') return false;
+    return true;
+}
+
+/* Checks that need no parser. Returns 0 or WH_EJSON. */
+static int check_input(const char *text, size_t len, const wh_json_limits *limits, wh_err *err) {
+    if (limits && limits->max_bytes && len > limits->max_bytes)
+        return wh_err_set(err, WH_EJSON, "invalid JSON: %zu bytes is over the limit of %zu", len,
+                          limits->max_bytes);
+    if (all_space(text, len)) return wh_err_set(err, WH_EJSON, "invalid JSON: empty input");
+    return 0;
+}
+
+/* Formats yajl's own error. Errors found by yajl_complete_parse come with an
+ * offset into the one-space buffer yajl feeds itself, so use the length. */
+static void yajl_error(parse_ctx *c, bool at_end) {
+    size_t at = at_end ? c->len : yajl_get_bytes_consumed(c->h);
+    if (c->issue->at != NO_OFFSET && c->issue->at < at) {
+        fail(c, at, true, "");
+        return;
+    }
+    unsigned char *msg = yajl_get_error(c->h, 0, NULL, 0);
+    const char *m = msg ? (const char *)msg : "parse error";
+    size_t mlen = strlen(m);
+    while (mlen > 0 && (m[mlen - 1] == '\n' || m[mlen - 1] == ' ')) mlen--;
+    wh_err_set(c->err, WH_EJSON, "invalid JSON at byte %zu: %.*s", at, (int)mlen, m);
+    if (msg) yajl_free_error(c->h, msg);
+}
+
+/* Runs yajl over the text; returns true when the tree is complete. */
+static bool run_yajl(parse_ctx *c) {
+    yajl_handle h = yajl_alloc(&parse_callbacks, NULL, c);
+    if (h == NULL) abort(); /* yajl's default allocator: out of memory */
+    c->h = h;
+    yajl_config(h, yajl_allow_comments, 0);
+    yajl_config(h, yajl_dont_validate_strings, 0);
+    yajl_config(h, yajl_allow_trailing_garbage, 0);
+    yajl_config(h, yajl_allow_multiple_values, 0);
+    yajl_config(h, yajl_allow_partial_values, 0);
+    bool at_end = false;
+    yajl_status st = yajl_parse(h, (const unsigned char *)c->text, c->len);
+    if (st == yajl_status_ok) {
+        at_end = true;
+        st = yajl_complete_parse(h);
+    }
+    bool ok = st == yajl_status_ok && c->issue->at == NO_OFFSET;
+    if (st == yajl_status_ok && !ok) fail(c, c->len, true, ""); /* cannot happen: yajl saw the string */
+    else if (st == yajl_status_error) yajl_error(c, at_end);
+    /* yajl_status_client_canceled: the callback has set err. */
+    yajl_free(h);
+    return ok;
+}
+
+static size_t inline_size_for(size_t len) {
+    /* A tree takes about 4x its compact text; start with that in the doc's
+     * own allocation, up to 64 KB. */
+    size_t n = len * 4 + 256;
+    return n > 65536 ? 65536 : n;
+}
+
+wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *limits, wh_err *err) {
+    if (text == NULL && len) {
+        wh_err_set(err, WH_EINVAL, "wh_json_parse: text is NULL");
+        return NULL;
+    }
+    if (check_input(text, len, limits, err)) return NULL;
+    scan_issue issue = {.at = NO_OFFSET};
+    if (needs_scan((const unsigned char *)text, len)) prescan((const unsigned char *)text, len, &issue);
+
+    parse_ctx ctx, *c = &ctx; /* ~2.5 KB, so small payloads need no heap stacks */
+    c->doc = doc_new_sized(inline_size_for(len));
+    c->text = text;
+    c->len = len;
+    c->err = err;
+    c->max_depth = limits && limits->max_depth > 0 ? limits->max_depth : WH_JSON_DEFAULT_MAX_DEPTH;
+    c->issue = &issue;
+    c->slots = c->small_slots;
+    c->nslots = 0;
+    c->cap_slots = SMALL_SLOTS;
+    c->frames = c->small_frames;
+    c->nframes = 0;
+    c->cap_frames = SMALL_FRAMES;
+
+    wh_json_doc *doc = c->doc;
+    if (run_yajl(c)) {
+        doc->root_slot = c->root;
+        doc->root = &doc->root_slot;
+    } else {
+        wh_json_doc_free(doc); /* every partial value lives in the arena */
+        doc = NULL;
+    }
+    if (c->slots != c->small_slots) wh_free(c->slots);
+    if (c->frames != c->small_frames) wh_free(c->frames);
+    return doc;
+}
+
+/* ==== access ============================================================ */
+
+const wh_json *wh_json_get(const wh_json *v, const char *key, size_t key_len) {
+    if (v == NULL || v->type != WH_JSON_OBJECT) return NULL;
+    for (size_t i = 0; i < v->u.obj.n; i++) {
+        const wh_json_member *m = &v->u.obj.members[i];
+        if (m->key_len == key_len && memcmp(m->key, key, key_len) == 0) return &m->value;
+    }
+    return NULL;
+}
+
+const wh_json *wh_json_getz(const wh_json *v, const char *key) {
+    return wh_json_get(v, key, strlen(key));
+}
+
+const char *wh_json_type_name(const wh_json *v) {
+    switch (v->type) {
+    case WH_JSON_NULL: return "null";
+    case WH_JSON_FALSE:
+    case WH_JSON_TRUE: return "boolean";
+    case WH_JSON_INT: return "integer";
+    case WH_JSON_FLOAT: return "number";
+    case WH_JSON_STRING: return "string";
+    case WH_JSON_ARRAY: return "array";
+    case WH_JSON_OBJECT: return "object";
+    }
+    return "unknown";
+}
+
+/* ==== writer ============================================================ */
+
+/* How each byte is written inside a string: 0 raw, 'u' as \u00xx, otherwise
+ * the letter of its short escape. Ruby's JSON.generate writes the same. */
+static const char escape_kind[256] = {
+    ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't',
+    [0x00] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', [0x05] = 'u',
+    [0x06] = 'u', [0x07] = 'u', [0x0b] = 'u', [0x0e] = 'u', [0x0f] = 'u', [0x10] = 'u',
+    [0x11] = 'u', [0x12] = 'u', [0x13] = 'u', [0x14] = 'u', [0x15] = 'u', [0x16] = 'u',
+    [0x17] = 'u', [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u', [0x1b] = 'u', [0x1c] = 'u',
+    [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u', ['"'] = '"', ['\\'] = '\\',
+};
+
+void wh_json_write_string(wh_buf *out, const char *s, size_t len) {
+    static const char hex[] = "0123456789abcdef";
+    wh_buf_reserve(out, len + 2);
+    wh_buf_putc(out, '"');
+    size_t run = 0; /* start of the pending run of raw bytes */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        char kind = escape_kind[ch];
+        if (kind == 0) continue;
+        wh_buf_append(out, s + run, i - run);
+        run = i + 1;
+        if (kind == 'u') {
+            char e[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+            wh_buf_append(out, e, 6);
+        } else {
+            char e[2] = {'\\', kind};
+            wh_buf_append(out, e, 2);
+        }
+    }
+    wh_buf_append(out, s + run, len - run);
+    wh_buf_putc(out, '"');
+}
+
+static void write_int(wh_buf *out, int64_t i) {
+    char tmp[24], *p = tmp + sizeof tmp;
+    uint64_t u = i < 0 ? (uint64_t)0 - (uint64_t)i : (uint64_t)i;
+    do {
+        *--p = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (i < 0) *--p = '-';
+    wh_buf_append(out, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+/* snprintf follows LC_NUMERIC; JSON wants '.'. Replaces the locale's decimal
+ * point in buf (NUL-terminated) when it differs. */
+static void c_locale_point(char *buf) {
+    if (strspn(buf, "0123456789+-.e") == strlen(buf)) return;
+    const char *point = localeconv()->decimal_point;
+    char *at = strstr(buf, point);
+    if (at == NULL) return;
+    size_t plen = strlen(point);
+    *at = '.';
+    memmove(at + 1, at + plen, strlen(at + plen) + 1);
+}
+
+/* A hand-built float: the shortest of %.15g..%.17g that reads back to d,
+ * always with a '.' or an exponent so it reads back as a float. */
+static int write_double(wh_buf *out, double d, wh_err *err) {
+    if (!isfinite(d)) return wh_err_set(err, WH_EJSON, "cannot write %g as JSON", d);
+    char buf[40];
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, d);
+        if (strtod(buf, NULL) == d) break;
+    }
+    c_locale_point(buf);
+    wh_buf_puts(out, buf);
+    if (strpbrk(buf, ".e") == NULL) wh_buf_append(out, ".0", 2);
+    return 0;
+}
+
+static int write_scalar(wh_buf *out, const wh_json *v, wh_err *err) {
+    switch (v->type) {
+    case WH_JSON_NULL: wh_buf_append(out, "null", 4); return 0;
+    case WH_JSON_FALSE: wh_buf_append(out, "false", 5); return 0;
+    case WH_JSON_TRUE: wh_buf_append(out, "true", 4); return 0;
+    case WH_JSON_INT: write_int(out, v->u.i); return 0;
+    case WH_JSON_FLOAT:
+        if (v->u.f.raw) {
+            wh_buf_append(out, v->u.f.raw, v->u.f.raw_len);
+            return 0;
+        }
+        return write_double(out, v->u.f.d, err);
+    case WH_JSON_STRING: wh_json_write_string(out, v->u.str.s, v->u.str.len); return 0;
+    default: return wh_err_set(err, WH_EJSON, "cannot write a JSON value of type %d", (int)v->type);
+    }
+}
+
+/* The writer walks the tree with an explicit stack, so a hand-built or
+ * generously limited deep tree cannot overflow the C stack. */
+typedef struct wframe {
+    const wh_json *v; /* an array or object */
+    size_t next;      /* index of the next child to write */
+} wframe;
+
+typedef struct wstack {
+    wframe *f;
+    size_t n, cap;
+    wframe small[32];
+} wstack;
+
+/* Writes a scalar, or opens a container and pushes it. */
+static int write_open(wh_buf *out, wstack *st, const wh_json *v, wh_err *err) {
+    if (v->type != WH_JSON_ARRAY && v->type != WH_JSON_OBJECT) return write_scalar(out, v, err);
+    wh_buf_putc(out, v->type == WH_JSON_ARRAY ? '[' : '{');
+    if (st->n == st->cap) st->f = stack_grow(st->f, st->small, &st->cap, sizeof(wframe));
+    st->f[st->n].v = v;
+    st->f[st->n].next = 0;
+    st->n++;
+    return 0;
+}
+
+/* Writes the next child of the container on top of the stack, or closes it. */
+static int write_step(wh_buf *out, wstack *st, wh_err *err) {
+    wframe *f = &st->f[st->n - 1];
+    const wh_json *c = f->v;
+    bool obj = c->type == WH_JSON_OBJECT;
+    size_t count = obj ? c->u.obj.n : c->u.arr.n;
+    if (f->next == count) {
+        wh_buf_putc(out, obj ? '}' : ']');
+        st->n--;
+        return 0;
+    }
+    if (f->next > 0) wh_buf_putc(out, ',');
+    const wh_json *child;
+    if (obj) {
+        const wh_json_member *m = &c->u.obj.members[f->next];
+        wh_json_write_string(out, m->key, m->key_len);
+        wh_buf_putc(out, ':');
+        child = &m->value;
+    } else {
+        child = &c->u.arr.items[f->next];
+    }
+    f->next++; /* before write_open, which may move the stack */
+    return write_open(out, st, child, err);
+}
+
+int wh_json_write(wh_buf *out, const wh_json *v, wh_err *err) {
+    wstack st;
+    st.f = st.small;
+    st.n = 0;
+    st.cap = sizeof st.small / sizeof st.small[0];
+    int rc = write_open(out, &st, v, err);
+    while (rc == 0 && st.n > 0) rc = write_step(out, &st, err);
+    if (st.f != st.small) wh_free(st.f);
+    return rc;
+}

@@ -1,0 +1,326 @@
+/* vm.c -- see vm.h. */
+#include "lua/vm.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/mem.h"
+#include "lua/lcall.h"
+
+struct wh_vm {
+    lua_State *L;
+    size_t used, limit;
+    bool tainted;
+    /* deadline of the running job (monotonic seconds), 0 = none */
+    double deadline, timeout;
+    bool timed_out;
+    int defs_ref;  /* registry: table name -> definition */
+    int names_ref; /* registry: sorted list of names */
+    size_t nworkers;
+};
+
+static const char overlay_key = 0; /* registry: this job's new globals */
+
+/* ---- memory ---- */
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    wh_vm *vm = ud;
+    if (ptr == NULL) osize = 0;
+    if (nsize == 0) {
+        free(ptr);
+        vm->used -= osize;
+        return NULL;
+    }
+    if (vm->limit && nsize > osize && vm->used + (nsize - osize) > vm->limit) return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p == NULL) return NULL;
+    vm->used = vm->used - osize + nsize;
+    return p;
+}
+
+static int panic(lua_State *L) {
+    /* Only reachable by a bug: every call into Lua is protected. */
+    const char *m = lua_tostring(L, -1);
+    fprintf(stderr, "workerhost: PANIC: unprotected error in Lua: %s\n", m ? m : "?");
+    abort();
+}
+
+/* ---- the deadline hook (redis script_lua.c): once the deadline passes it
+ * re-arms itself to fire on every instruction, so a script that catches the
+ * error with pcall hits it again at once and unwinds to our own pcall. ---- */
+
+static void deadline_hook(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    wh_vm *vm = *(wh_vm **)lua_getextraspace(L);
+    if (vm->deadline == 0 || wh_clock_monotonic() < vm->deadline) return;
+    vm->timed_out = true;
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+    luaL_error(L, "timed out after %g seconds", vm->timeout);
+}
+
+/* ---- os.exit raises ---- */
+
+static int guarded_exit(lua_State *L) {
+    const char *code = lua_isnoneornil(L, 1) ? "" : luaL_tolstring(L, 1, NULL);
+    return luaL_error(L, "os.exit(%s) called inside a job; the host keeps running", code);
+}
+
+/* ---- per-job globals: _G's metatable sends new globals to an overlay
+ * table that is replaced after each job, so they do not leak into the next
+ * job. Globals that existed when the scripts loaded are shared as usual. ---- */
+
+static int overlay_index(lua_State *L) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &overlay_key);
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+}
+
+static int overlay_newindex(lua_State *L) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &overlay_key);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_rawset(L, -3);
+    return 0;
+}
+
+/* ---- setup, inside a protected call so a failure is an error, not a panic ---- */
+
+typedef struct setup_ctx {
+    wh_vm *vm;
+    const wh_vm_options *opts;
+} setup_ctx;
+
+static int setup(lua_State *L) {
+    const setup_ctx *c = lua_touserdata(L, 1);
+    luaL_openlibs(L);
+    wh_lmodule_preload(L);
+    wh_lmodule_set_host(L, c->opts->host);
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, guarded_exit);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
+    if (c->opts->lua_path) {
+        lua_getglobal(L, "package");
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        for (const char *const *d = c->opts->lua_path; *d; d++) {
+            lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", *d, *d);
+            luaL_addvalue(&b);
+        }
+        lua_getfield(L, -2, "path");
+        luaL_addvalue(&b);
+        luaL_pushresult(&b);
+        lua_setfield(L, -2, "path");
+        lua_pop(L, 1);
+    }
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &overlay_key);
+    return 0;
+}
+
+/* stack: ctx(light), sources(light), n(integer) -> defs table, names list */
+typedef struct load_ctx {
+    const wh_source *sources;
+    size_t n;
+} load_ctx;
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int load_all(lua_State *L) {
+    const load_ctx *c = lua_touserdata(L, 1);
+    lua_newtable(L); /* 2: name -> definition */
+    lua_newtable(L); /* 3: name -> chunkname */
+    for (size_t i = 0; i < c->n; i++) {
+        const wh_source *s = &c->sources[i];
+        if (luaL_loadbufferx(L, s->code, s->len, s->chunkname, "t") != LUA_OK) lua_error(L);
+        lua_call(L, 0, 1);
+        wh_lworker_info info;
+        if (wh_lworker_info_get(L, -1, &info) != 0)
+            return luaL_error(L, "%s: the script must return wh.worker{...}, got %s", s->chunkname + 1,
+                              luaL_typename(L, -1));
+        if (info.name == NULL) {
+            char name[256];
+            wh_lworker_name_from_file(s->path, name, sizeof name);
+            if (!wh_lworker_valid_name(name))
+                return luaL_error(L, "%s: cannot make a class name from the file name; set name = ...",
+                                  s->chunkname + 1);
+            wh_lworker_set_name(L, -1, name);
+            wh_lworker_info_get(L, -1, &info);
+        }
+        if (lua_getfield(L, 3, info.name) != LUA_TNIL)
+            return luaL_error(L, "%s: worker %s is already defined in %s", s->chunkname + 1, info.name,
+                              lua_tostring(L, -1) + 1);
+        lua_pop(L, 1);
+        lua_pushstring(L, s->chunkname);
+        lua_setfield(L, 3, info.name);
+        lua_pushstring(L, s->chunkname + 1);
+        lua_setfield(L, -2, "file");
+        lua_setfield(L, 2, info.name);
+    }
+    lua_pop(L, 1);
+    /* sorted names */
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) { lua_pop(L, 1); n++; }
+    const char **names = lua_newuserdatauv(L, (n ? n : 1) * sizeof *names, 0); /* 3 */
+    size_t i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) { lua_pop(L, 1); names[i++] = lua_tostring(L, -1); }
+    qsort(names, n, sizeof *names, cmp_names);
+    lua_createtable(L, (int)n, 0); /* 4 */
+    for (i = 0; i < n; i++) {
+        lua_pushstring(L, names[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_remove(L, 3);
+    return 2;
+}
+
+wh_vm *wh_vm_new(const wh_vm_options *opts, const wh_source *sources, size_t nsources, wh_err *err) {
+    wh_vm *vm = wh_xcalloc(1, sizeof *vm);
+    vm->limit = opts->memory_limit;
+    vm->defs_ref = vm->names_ref = LUA_NOREF;
+    vm->L = lua_newstate(limited_alloc, vm);
+    if (vm->L == NULL) {
+        wh_free(vm);
+        wh_err_set(err, WH_ENOMEM, "cannot create a Lua state (memory_limit too small?)");
+        return NULL;
+    }
+    lua_State *L = vm->L;
+    lua_atpanic(L, panic);
+    *(wh_vm **)lua_getextraspace(L) = vm;
+    lua_gc(L, LUA_GCGEN, 0, 0);
+
+    setup_ctx sc = {vm, opts};
+    lua_pushcfunction(L, setup);
+    lua_pushlightuserdata(L, &sc);
+    if (wh_lcall_pcall(L, 1, 0, WH_ESCRIPT, NULL, err) != 0) goto fail;
+
+    load_ctx lc = {sources, nsources};
+    lua_pushcfunction(L, load_all);
+    lua_pushlightuserdata(L, &lc);
+    if (wh_lcall_pcall(L, 1, 2, WH_ESCRIPT, NULL, err) != 0) {
+        if (err && err->code == WH_ENOMEM) wh_err_prefix(err, "loading worker scripts (workers.memory_limit)");
+        goto fail;
+    }
+    vm->nworkers = lua_rawlen(L, -1);
+    vm->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    vm->defs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+
+    /* from now on, new globals go to the per-job overlay */
+    lua_pushglobaltable(L);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, overlay_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, overlay_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
+    lua_pop(L, 1);
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1000);
+    return vm;
+fail:
+    lua_close(L);
+    wh_free(vm);
+    return NULL;
+}
+
+void wh_vm_free(wh_vm *vm) {
+    if (vm == NULL) return;
+    lua_close(vm->L);
+    wh_free(vm);
+}
+
+lua_State *wh_vm_state(wh_vm *vm) { return vm->L; }
+size_t wh_vm_nworkers(const wh_vm *vm) { return vm->nworkers; }
+bool wh_vm_tainted(const wh_vm *vm) { return vm->tainted; }
+size_t wh_vm_memory(const wh_vm *vm) { return vm->used; }
+
+int wh_vm_worker(wh_vm *vm, size_t i, wh_lworker_info *out) {
+    lua_State *L = vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->names_ref);
+    lua_rawgeti(L, -1, (lua_Integer)i + 1);
+    const char *name = lua_tostring(L, -1);
+    lua_pop(L, 2);
+    if (name == NULL) return WH_ENOCLASS;
+    int rc = wh_vm_find(vm, name, out);
+    if (rc == 0) lua_pop(L, 1);
+    return rc;
+}
+
+int wh_vm_find(wh_vm *vm, const char *name, wh_lworker_info *out) {
+    lua_State *L = vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->defs_ref);
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    if (lua_isnil(L, -1) || wh_lworker_info_get(L, -1, out) != 0) {
+        lua_pop(L, 1);
+        return WH_ENOCLASS;
+    }
+    return 0;
+}
+
+static void reset_overlay(lua_State *L) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &overlay_key);
+    lua_pushnil(L);
+    bool used = lua_next(L, -2) != 0;
+    lua_pop(L, used ? 3 : 1);
+    if (!used) return;
+    lua_newtable(L); /* may raise on out-of-memory: only called when the VM has room */
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &overlay_key);
+}
+
+static int reset_overlay_protected(lua_State *L) {
+    reset_overlay(L);
+    return 0;
+}
+
+void wh_vm_perform(wh_vm *vm, const wh_job_meta *meta, const wh_json *payload_args, double timeout,
+                   wh_run_result *res) {
+    lua_State *L = vm->L;
+    res->rc = 0;
+    res->traceback = NULL;
+    wh_err_clear(&res->err);
+    wh_lworker_info info;
+    if (wh_vm_find(vm, meta->class_name, &info) != 0) {
+        res->rc = wh_err_set(&res->err, WH_ENOCLASS, "unknown worker class \"%s\"", meta->class_name);
+        return;
+    }
+    int def = lua_gettop(L);
+    if (info.timeout > 0) timeout = info.timeout;
+    double outer_deadline = vm->deadline, outer_timeout = vm->timeout; /* nested jobs */
+    if (timeout > 0) {
+        double d = wh_clock_monotonic() + timeout;
+        if (vm->deadline == 0 || d < vm->deadline) {
+            vm->deadline = d;
+            vm->timeout = timeout;
+        }
+    }
+    vm->timed_out = false;
+    res->rc = wh_lworker_perform(L, def, &info, payload_args, meta, &res->traceback, &res->err);
+    lua_settop(L, def - 1);
+    bool timed_out = vm->timed_out && outer_deadline == 0;
+    vm->deadline = outer_deadline;
+    vm->timeout = outer_timeout;
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1000);
+    if (timed_out && res->rc == WH_EJOB) {
+        res->rc = WH_ETIMEOUT;
+        res->err.code = WH_ETIMEOUT;
+    }
+    if (res->rc == WH_ENOMEM) {
+        vm->tainted = true;
+        wh_err_set(&res->err, WH_ENOMEM, "%s: out of memory: the job passed the VM's memory limit "
+                   "(workers.memory_limit = %zu bytes)", meta->class_name, vm->limit);
+    }
+    if (outer_deadline == 0 && !vm->tainted) {
+        lua_pushcfunction(L, reset_overlay_protected);
+        wh_err ignored;
+        if (wh_lcall_pcall(L, 0, 0, WH_EJOB, NULL, &ignored) != 0) vm->tainted = true;
+    }
+}
+
+wh_vm *wh_vm_from_state(lua_State *L) { return *(wh_vm **)lua_getextraspace(L); }
