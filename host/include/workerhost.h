@@ -108,6 +108,11 @@ typedef struct wh_enqueue_options {
 int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, size_t len,
                     const wh_enqueue_options *opts, char jid_out[WH_JID_SIZE], wh_err *err);
 
+/* Blocks until no job is queued or running and no scheduled job or retry is
+ * due within `within` seconds (BackgroundAsync). Returns at once in the
+ * other modes. Useful in tests and one-shot programs. Any thread. */
+int wh_host_wait_idle(wh_host *h, double within, wh_err *err);
+
 /* Stops taking jobs, lets running ones finish for up to `timeout` seconds
  * (< 0: workers.shutdown_timeout), and stops. Idempotent. Owner thread only. */
 int wh_host_stop(wh_host *h, double timeout, wh_err *err);

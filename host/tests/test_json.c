@@ -324,6 +324,47 @@ static void test_bad_escapes_refused(void) {
     REFUSED("\"a\nb\"", "invalid JSON at byte");
 }
 
+/* The pre-scan is skipped for plain ASCII text; whatever needs it must be
+ * noticed at every position within the 8-byte words of the fast check. */
+static void test_scan_every_position(void) {
+    const char *bad[] = {"\\uD800", "\xc0\x80", "\xed\xa0\x80"};
+    char t[128];
+    for (size_t k = 0; k < 3; k++) {
+        for (size_t pre = 0; pre < 40; pre++) {
+            for (size_t post = 0; post < 12; post++) {
+                size_t n = 0;
+                t[n++] = '"';
+                memset(t + n, 'a', pre), n += pre;
+                memcpy(t + n, bad[k], strlen(bad[k])), n += strlen(bad[k]);
+                memset(t + n, 'b', post), n += post;
+                t[n++] = '"';
+                wh_err e = WH_ERR_INIT;
+                wh_json_doc *d = wh_json_parse(t, n, NULL, &e);
+                wh_json_doc_free(d);
+                if (d != NULL) WH_TEST_FAIL("accepted case %zu at %zu+%zu", k, pre, post);
+                char want[32];
+                snprintf(want, sizeof want, "at byte %zu:", pre + 1);
+                ASSERT_CONTAINS(e.msg, want);
+            }
+        }
+    }
+    for (size_t pre = 0; pre < 40; pre++) { /* \v between tokens */
+        size_t n = 0;
+        t[n++] = '[';
+        for (size_t i = 0; i < pre; i++) t[n++] = ' ';
+        t[n++] = '\v';
+        memcpy(t + n, "1]", 2), n += 2;
+        wh_err e = WH_ERR_INIT;
+        wh_json_doc *d = wh_json_parse(t, n, NULL, &e);
+        wh_json_doc_free(d);
+        if (d != NULL) WH_TEST_FAIL("\\v accepted at %zu", pre + 1);
+        ASSERT_CONTAINS(e.msg, "invalid character 0x0b");
+    }
+    /* Plain ASCII with escapes elsewhere still parses. */
+    PARSED(d, "[\"abcdefghijklmnop\",\"\\n\",\"\\u00e9\", 1,\n\t2]");
+    wh_json_doc_free(d);
+}
+
 /* ---- duplicate keys -------------------------------------------------- */
 
 static void test_duplicate_keys(void) {
@@ -845,6 +886,7 @@ int main(void) {
     RUN(test_invalid_utf8_refused);
     RUN(test_lone_surrogates_refused);
     RUN(test_bad_escapes_refused);
+    RUN(test_scan_every_position);
     RUN(test_duplicate_keys);
     RUN(test_duplicate_keys_large);
     RUN(test_depth_limit);

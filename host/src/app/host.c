@@ -1,5 +1,8 @@
 /* host.c -- wh_host: configuration + catalog + the mode's engine.
  *
+ * BackgroundAsync: jobs go to the in-process engine (app/async.c) and run on
+ * its worker threads.
+ *
  * ForegroundBlocking: enqueue runs the job at once in the caller's thread, in
  * a VM taken from a pool (at most workers.concurrency VMs; a caller waits
  * when all are busy), so two threads never share a VM. A job enqueued from
@@ -10,6 +13,7 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "app/async.h"
 #include "app/job.h"
 #include "app/runner.h"
 #include "core/buf.h"
@@ -24,6 +28,9 @@ struct wh_host {
     wh_catalog *cat;
     wh_lhost lhost; /* behind wh.enqueue in this host's VMs */
     bool started, stopped;
+    wh_async *async; /* BackgroundAsync engine, NULL in other modes */
+    wh_async_observer observer;
+    void *observer_ud;
 
     /* ForegroundBlocking VM pool */
     pthread_mutex_t lock;
@@ -119,6 +126,14 @@ static int lhost_enqueue(void *ud, lua_State *L, const char *name, wh_json_doc *
     wh_host *h = ud;
     const wh_worker_def *def = wh_catalog_find(h->cat, name);
     wh_job *job = wh_job_new(def, doc, args, opts, wh_clock_wall());
+    if (h->async) {
+        char jid[WH_JID_SIZE];
+        memcpy(jid, job->jid, sizeof jid);
+        int rc = wh_async_push(h->async, job, err);
+        if (rc) return rc;
+        lua_pushstring(L, jid);
+        return 1;
+    }
     lua_pushstring(L, job->jid);
     /* ForegroundBlocking: run at once, in this VM; a failing nested job does
      * not raise in its caller */
@@ -163,6 +178,8 @@ int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, s
         pool_give(h, vm);
         break;
     }
+    case WH_MODE_BACKGROUND_ASYNC:
+        return wh_async_push(h->async, job, err); /* takes the job */
     default:
         rc = wh_err_set(err, WH_EUNAVAIL, "workers.mode %s is not available in this build",
                         wh_mode_name(h->cfg->mode));
@@ -173,6 +190,28 @@ int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, s
 }
 
 /* ---- lifetime ---- */
+
+static void host_observer(void *ud, const wh_job *job, const wh_run_result *res) {
+    wh_host *h = ud;
+    if (h->observer) h->observer(h->observer_ud, job, res);
+}
+
+void wh_host_set_observer(wh_host *h, wh_async_observer fn, void *ud) {
+    h->observer = fn;
+    h->observer_ud = ud;
+}
+
+int wh_host_wait_idle(wh_host *h, double within, wh_err *err) {
+    if (h == NULL) return wh_err_set(err, WH_EINVAL, "wh_host_wait_idle: NULL host");
+    if (h->async) wh_async_wait_idle(h->async, within);
+    return 0;
+}
+
+void wh_host_quiet(wh_host *h) {
+    if (h->async) wh_async_quiet(h->async);
+}
+
+wh_async *wh_host_async(wh_host *h) { return h->async; }
 
 int wh_host_new_mode(wh_host **out, const wh_host_options *opts, const wh_mode *mode, wh_err *err) {
     wh_config_source src = {opts ? opts->root : NULL, opts ? opts->env : NULL, opts ? opts->config_file : NULL};
@@ -193,6 +232,11 @@ int wh_host_new_mode(wh_host **out, const wh_host_options *opts, const wh_mode *
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
     h->idle = wh_xcalloc((size_t)cfg->concurrency, sizeof *h->idle);
+    if (cfg->mode == WH_MODE_BACKGROUND_ASYNC) {
+        wh_async_options ao = {.cfg = cfg, .catalog = cat, .lhost = &h->lhost,
+                               .observer = host_observer, .observer_ud = h};
+        h->async = wh_async_new(&ao);
+    }
     *out = h;
     return 0;
 }
@@ -207,20 +251,23 @@ int wh_host_start(wh_host *h, wh_err *err) {
     if (h->stopped) return wh_err_set(err, WH_ESTATE, "the host is stopped");
     h->started = true;
     if (h->cfg->mode == WH_MODE_FOREGROUND_BLOCKING) return 0;
+    if (h->async) return wh_async_start(h->async, err);
     return wh_err_set(err, WH_EUNAVAIL, "workers.mode %s is not available in this build",
                       wh_mode_name(h->cfg->mode));
 }
 
 int wh_host_stop(wh_host *h, double timeout, wh_err *err) {
-    (void)timeout;
     if (h == NULL) return wh_err_set(err, WH_EINVAL, "wh_host_stop: NULL host");
+    if (h->stopped) return 0;
     h->stopped = true;
+    if (h->async) wh_async_stop(h->async, timeout < 0 ? h->cfg->shutdown_timeout : timeout);
     return 0;
 }
 
 void wh_host_free(wh_host *h) {
     if (h == NULL) return;
     wh_host_stop(h, -1, NULL);
+    wh_async_free(h->async);
     for (size_t i = 0; i < h->nidle; i++) wh_vm_free(h->idle[i]);
     wh_free(h->idle);
     pthread_mutex_destroy(&h->lock);

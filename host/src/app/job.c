@@ -128,6 +128,7 @@ void wh_job_free(wh_job *job) {
     wh_json_doc_free(job->doc);
     wh_free(job->class_name);
     wh_free(job->queue);
+    wh_free(job->last_error);
     wh_free(job);
 }
 

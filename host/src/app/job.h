@@ -28,6 +28,11 @@ typedef struct wh_job {
     int64_t retry_count;
     double created_at, enqueued_at;
     double run_at;          /* when it should run (epoch s); 0 = now */
+
+    /* private to the engine that holds the job */
+    struct wh_job *next;    /* queue link */
+    char *last_error;       /* owned; the error of the last failed attempt */
+    bool first_attempt_done;
 } wh_job;
 
 /* Reads a payload from JSON text (as a queue or a foreign client hands it).

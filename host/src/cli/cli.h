@@ -24,6 +24,9 @@ int wh_cli_open_host(const wh_cli *cli, const wh_mode *mode, wh_host **out);
 
 int wh_cli_enqueue(const wh_cli *cli);
 int wh_cli_generate(const wh_cli *cli);
+/* Blocks the signals the host takes with sigwait, in the calling thread
+ * (threads started later inherit the mask). */
+void wh_cli_block_signals(void);
 /* Runs a host until SIGINT/SIGTERM; returns the exit status. */
 int wh_cli_run_host(wh_host *h);
 

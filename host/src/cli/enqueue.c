@@ -5,17 +5,52 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include "app/host.h"
 #include "cli/cli.h"
+#include "core/mem.h"
+
+/* First-attempt outcomes of every job the in-process host ran, so the
+ * command can report its own job's (which may finish before the jid is
+ * known here). */
+typedef struct outcome {
+    char jid[WH_JID_SIZE];
+    int rc;
+    char *msg;
+    struct outcome *next;
+} outcome;
+
+typedef struct outcomes {
+    pthread_mutex_t lock;
+    outcome *head;
+} outcomes;
+
+static void observe(void *ud, const wh_job *job, const wh_run_result *res) {
+    outcomes *o = ud;
+    if (job->first_attempt_done) return;
+    outcome *e = wh_xcalloc(1, sizeof *e);
+    memcpy(e->jid, job->jid, WH_JID_SIZE);
+    e->rc = res->rc;
+    e->msg = wh_xstrdup(res->err.msg);
+    pthread_mutex_lock(&o->lock);
+    e->next = o->head;
+    o->head = e;
+    pthread_mutex_unlock(&o->lock);
+}
 
 static const char *const help =
     "usage: workerhost enqueue CLASS [ARGS_JSON] [--queue Q] [--in SECONDS | --at EPOCH] [--retry N|false]\n"
+    "                          [--wait SECONDS]\n"
     "\n"
     "ARGS_JSON is what perform receives as args: a JSON object for a worker with named\n"
     "fields ('{\"user_guid\":\"foo\"}'), a JSON array for a positional one; default {}.\n"
     "The arguments are checked against the worker's schema first; a refused job is not queued.\n"
     "\n"
     "ForegroundBlocking: performs the job in this command and exits with its outcome.\n"
+    "BackgroundAsync: starts an in-process host, performs the job and every job it enqueues,\n"
+    "waits until none is queued or running (and for scheduled jobs and retries due within\n"
+    "--wait SECONDS, default 0), and exits with the outcome of the job's first attempt.\n"
     "\n"
     "exit status: 0 success, 1 the job failed, 2 usage or configuration error,\n"
     "3 arguments refused, 4 unknown class, 5 backend unavailable or queue full\n";
@@ -33,10 +68,15 @@ int wh_cli_enqueue(const wh_cli *cli) {
     if (cli->help) { fputs(help, stdout); return 0; }
     const char *cls = NULL, *args = NULL;
     wh_enqueue_options o = WH_ENQUEUE_OPTIONS_INIT;
+    double wait = 0;
     for (int i = 1; i < cli->nwords; i++) {
         const char *w = cli->words[i];
         const char *val = (i + 1 < cli->nwords) ? cli->words[i + 1] : NULL;
-        if (strcmp(w, "--queue") == 0 || strcmp(w, "--in") == 0 || strcmp(w, "--at") == 0 ||
+        if (strcmp(w, "--wait") == 0) {
+            if (val == NULL || parse_seconds(val, &wait))
+                return wh_cli_usage_error("enqueue", "--wait needs seconds >= 0, not %s", val ? val : "nothing");
+            i++;
+        } else if (strcmp(w, "--queue") == 0 || strcmp(w, "--in") == 0 || strcmp(w, "--at") == 0 ||
             strcmp(w, "--retry") == 0) {
             if (val == NULL) return wh_cli_usage_error("enqueue", "%s needs a value", w);
             i++;
@@ -76,7 +116,36 @@ int wh_cli_enqueue(const wh_cli *cli) {
     if (rc) return rc;
     wh_err err = WH_ERR_INIT;
     char jid[WH_JID_SIZE];
+    outcomes seen = {PTHREAD_MUTEX_INITIALIZER, NULL};
+    bool in_process = wh_host_config(h)->mode == WH_MODE_BACKGROUND_ASYNC;
+    if (in_process) {
+        wh_host_set_observer(h, observe, &seen);
+        wh_cli_block_signals();
+        rc = wh_host_start(h, &err);
+        if (rc) {
+            fprintf(stderr, "workerhost: %s\n", err.msg);
+            wh_host_free(h);
+            return wh_cli_exit_status(rc);
+        }
+    }
     rc = wh_host_enqueue(h, cls, args, strlen(args), &o, jid, &err);
+    if (rc == 0 && in_process) {
+        wh_host_wait_idle(h, wait, NULL);
+        wh_host_stop(h, -1, NULL);
+        rc = WH_EJOB;
+        snprintf(err.msg, sizeof err.msg, "the job did not run within --wait %g s (scheduled for later)", wait);
+        for (outcome *e = seen.head; e; e = e->next) {
+            if (strcmp(e->jid, jid) != 0) continue;
+            rc = e->rc == 0 ? 0 : (e->rc == WH_EARGS || e->rc == WH_ENOCLASS ? e->rc : WH_EJOB);
+            snprintf(err.msg, sizeof err.msg, "%s", e->msg);
+        }
+    }
+    while (seen.head) {
+        outcome *e = seen.head;
+        seen.head = e->next;
+        wh_free(e->msg);
+        wh_free(e);
+    }
     if (rc == 0) {
         printf("%s\n", jid);
     } else {

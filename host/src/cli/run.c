@@ -1,8 +1,43 @@
-/* run.c -- workerhost run: the host until SIGINT/SIGTERM. */
+/* run.c -- workerhost run: the host until SIGINT/SIGTERM.
+ *
+ * Signals are blocked in every thread and taken synchronously here with
+ * sigwait, so no handler runs inside a worker thread or a Lua call:
+ *   SIGINT, SIGTERM  stop: no new jobs, running ones get workers.shutdown_timeout
+ *   a second SIGINT  stop at once (the jobs held in memory are abandoned)
+ *   SIGTSTP          quiet: no new jobs start, running ones finish */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "app/host.h"
 #include "cli/cli.h"
+#include "core/log.h"
+
+typedef struct stopper {
+    wh_host *h;
+    volatile int done;
+} stopper;
+
+static void *stop_thread(void *arg) {
+    stopper *s = arg;
+    wh_host_stop(s->h, -1, NULL);
+    s->done = 1;
+    kill(getpid(), SIGUSR1); /* wakes sigwait below */
+    return NULL;
+}
+
+void wh_cli_block_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGTSTP);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
 
 int wh_cli_run_host(wh_host *h) {
     const wh_config *cfg = wh_host_config(h);
@@ -12,11 +47,43 @@ int wh_cli_run_host(wh_host *h) {
                 cfg->file);
         return 2;
     }
+    wh_cli_block_signals(); /* before any thread starts, so they all inherit the mask */
     wh_err err = WH_ERR_INIT;
     int rc = wh_host_start(h, &err);
     if (rc) {
         fprintf(stderr, "workerhost run: %s\n", err.msg);
         return wh_cli_exit_status(rc);
     }
+    wh_log(WH_LOG_INFO, NULL, NULL, "workerhost %s running: %s mode, %d thread%s, pid %d", WORKERHOST_VERSION,
+           wh_mode_name(cfg->mode), cfg->concurrency, cfg->concurrency == 1 ? "" : "s", (int)getpid());
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGTSTP);
+    sigaddset(&set, SIGUSR1);
+    stopper st = {h, 0};
+    pthread_t t;
+    bool stopping = false;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0) continue;
+        if (sig == SIGTSTP) {
+            wh_host_quiet(h);
+        } else if (sig == SIGUSR1) {
+            if (stopping && st.done) break;
+        } else if (!stopping) {
+            wh_log(WH_LOG_INFO, NULL, NULL, "%s: stopping (send SIGINT again to stop at once)", strsignal(sig));
+            stopping = true;
+            pthread_create(&t, NULL, stop_thread, &st);
+        } else if (sig == SIGINT) {
+            wh_async_stats s;
+            wh_async_get_stats(wh_host_async(h), &s);
+            wh_log(WH_LOG_WARN, NULL, NULL, "second SIGINT: stopping at once; %zu job%s held in memory abandoned, "
+                   "%zu running", s.queued + s.scheduled, s.queued + s.scheduled == 1 ? "" : "s", s.running);
+            _exit(130);
+        }
+    }
+    pthread_join(t, NULL);
     return 0;
 }

@@ -5,7 +5,7 @@
  *
  * yajl alone is too lax for job payloads, so parsing is three layers:
  *   1. checks before yajl runs: size limit, empty input, and (only when the
- *      text has a byte >= 0x80, a backslash, \v or \f) one linear scan that
+ *      text has a byte >= 0x80, a backslash or a control byte) one scan that
  *      tracks string state and refuses what yajl lets through: overlong or
  *      surrogate-encoding or > U+10FFFF UTF-8 (yajl only checks the byte
  *      pattern), lone surrogate escapes (yajl writes '?' or an encoded
@@ -207,22 +207,26 @@ typedef struct scan_issue {
     char what[64]; /* e.g. "lone surrogate \\uD800" */
 } scan_issue;
 
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+
 /* True when the text has a byte that only the pre-scan can judge: >= 0x80, a
- * backslash, \v or \f. Works in 64-byte blocks without branches inside a
- * block, so the common all-ASCII, escape-free payload is checked quickly. */
+ * backslash, or a control byte (which covers \v and \f; tabs and newlines of
+ * pretty-printed text also send it to the scan, which is merely slower).
+ * Eight bytes at a time with the classic has-zero-byte tricks, so the common
+ * compact, all-ASCII, escape-free payload costs a few operations per word. */
 static bool needs_scan(const unsigned char *p, size_t n) {
+    uint64_t acc = 0;
     size_t i = 0;
-    for (;;) {
-        size_t end = n - i > 64 ? i + 64 : n;
-        unsigned acc = 0;
-        for (size_t j = i; j < end; j++) {
-            unsigned c = p[j];
-            acc |= (c & 0x80) | (c == '\\') | (c == 0x0b) | (c == 0x0c);
-        }
-        if (acc) return true;
-        if (end == n) return false;
-        i = end;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, bs;
+        memcpy(&w, p + i, 8);
+        bs = w ^ (ONES * '\\');
+        acc |= w | ((w - ONES * 0x20) & ~w) | ((bs - ONES) & ~bs);
+        if ((i & 63) == 56 && (acc & HIGHS)) return true;
     }
+    for (; i < n; i++) acc |= (p[i] >= 0x80 || p[i] < 0x20 || p[i] == '\\') ? 0x80 : 0;
+    return (acc & HIGHS) != 0;
 }
 
 static bool hex4(const unsigned char *p, size_t avail, unsigned *out) {
@@ -671,8 +675,7 @@ static bool run_yajl(parse_ctx *c) {
 static size_t inline_size_for(size_t len) {
     /* A tree takes about 4x its compact text; start with that in the doc's
      * own allocation, up to 64 KB. */
-    size_t n = len * 4 + 256;
-    return n > 65536 ? 65536 : n;
+    return len > (65536 - 256) / 4 ? 65536 : len * 4 + 256;
 }
 
 wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *limits, wh_err *err) {
@@ -880,7 +883,9 @@ static int write_step(wh_buf *out, wstack *st, wh_err *err) {
     return write_open(out, st, child, err);
 }
 
+/* On error out keeps what was written before the bad value; discard it. */
 int wh_json_write(wh_buf *out, const wh_json *v, wh_err *err) {
+    assert(v != NULL); /* e.g. a hand-built doc whose root was never set */
     wstack st;
     st.f = st.small;
     st.n = 0;

@@ -3,6 +3,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,7 @@ struct wh_vm {
     /* deadline of the running job (monotonic seconds), 0 = none */
     double deadline, timeout;
     bool timed_out;
+    atomic_bool interrupt; /* set by another thread: stop the running job */
     int defs_ref;  /* registry: table name -> definition */
     int names_ref; /* registry: sorted list of names */
     size_t nworkers;
@@ -56,6 +58,10 @@ static int panic(lua_State *L) {
 static void deadline_hook(lua_State *L, lua_Debug *ar) {
     (void)ar;
     wh_vm *vm = *(wh_vm **)lua_getextraspace(L);
+    if (atomic_load_explicit(&vm->interrupt, memory_order_relaxed)) {
+        lua_sethook(L, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+        luaL_error(L, "interrupted: the host is shutting down");
+    }
     if (vm->deadline == 0 || wh_clock_monotonic() < vm->deadline) return;
     vm->timed_out = true;
     lua_sethook(L, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
@@ -184,6 +190,7 @@ static int load_all(lua_State *L) {
 wh_vm *wh_vm_new(const wh_vm_options *opts, const wh_source *sources, size_t nsources, wh_err *err) {
     wh_vm *vm = wh_xcalloc(1, sizeof *vm);
     vm->limit = opts->memory_limit;
+    atomic_init(&vm->interrupt, false);
     vm->defs_ref = vm->names_ref = LUA_NOREF;
     vm->L = lua_newstate(limited_alloc, vm);
     if (vm->L == NULL) {
@@ -324,3 +331,5 @@ void wh_vm_perform(wh_vm *vm, const wh_job_meta *meta, const wh_json *payload_ar
 }
 
 wh_vm *wh_vm_from_state(lua_State *L) { return *(wh_vm **)lua_getextraspace(L); }
+
+void wh_vm_interrupt(wh_vm *vm) { atomic_store(&vm->interrupt, true); }

@@ -72,4 +72,9 @@ size_t wh_vm_memory(const wh_vm *vm); /* bytes in use */
  * lua_State in a callback. */
 wh_vm *wh_vm_from_state(lua_State *L);
 
+/* Makes the job running in vm fail at its next Lua instruction ("interrupted:
+ * the host is shutting down"), and every later one. The only function here
+ * another thread may call. It cannot interrupt a long call inside C. */
+void wh_vm_interrupt(wh_vm *vm);
+
 #endif

@@ -1,0 +1,590 @@
+/* async.c -- see async.h. */
+#include "app/async.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app/runner.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/mem.h"
+
+/* ==== data ================================================================= */
+
+typedef struct queue {
+    char *name;
+    int weight;
+    wh_job *head, *tail;
+    size_t n;
+} queue;
+
+typedef struct dead_entry {
+    char *jid, *class_name, *error;
+} dead_entry;
+
+typedef struct worker {
+    wh_async *a;
+    pthread_t thread;
+    wh_vm *vm;            /* owned by this thread while it runs */
+    bool busy;            /* running a job (under the lock) */
+    bool started;
+    long jobs_since_build;
+} worker;
+
+struct wh_async {
+    wh_async_options o;
+    const wh_config *cfg;
+
+    pthread_mutex_t lock;
+    pthread_cond_t work;   /* workers wait here for jobs */
+    pthread_cond_t idle;   /* wait_idle and stop wait here */
+    pthread_cond_t sched;  /* the scheduler waits here (CLOCK_MONOTONIC) */
+
+    queue *queues;
+    size_t nqueues;
+    bool strict;           /* serve in list order */
+    bool fixed_queues;     /* workers.queues given: other queues are refused */
+
+    wh_job **heap;         /* scheduled jobs, min-heap on run_at */
+    size_t nheap, capheap;
+    size_t nretries;       /* how many in the heap are retries */
+
+    size_t queued, running, nwaiting;
+    bool started, stopping, quiet;
+    uint64_t rng;
+
+    worker *workers;
+    size_t nworkers;
+    pthread_t scheduler;
+    bool scheduler_started;
+
+    dead_entry *dead;      /* ring, newest at dead_head - 1 */
+    size_t dead_n, dead_head;
+
+    uint64_t processed, failed, dead_total, vm_rebuilds;
+};
+
+static double now_of(const wh_async *a) {
+    return a->o.clock.now ? a->o.clock.now(a->o.clock.ud) : wh_clock_wall();
+}
+
+static uint32_t rnd(wh_async *a) { /* xorshift64*, under the lock */
+    a->rng ^= a->rng >> 12;
+    a->rng ^= a->rng << 25;
+    a->rng ^= a->rng >> 27;
+    return (uint32_t)((a->rng * 2685821657736338717ULL) >> 32);
+}
+
+/* ==== queues ================================================================ */
+
+static queue *find_queue(wh_async *a, const char *name) {
+    for (size_t i = 0; i < a->nqueues; i++)
+        if (strcmp(a->queues[i].name, name) == 0) return &a->queues[i];
+    return NULL;
+}
+
+static queue *add_queue(wh_async *a, const char *name, int weight) {
+    a->queues = wh_xrealloc(a->queues, (a->nqueues + 1) * sizeof *a->queues);
+    queue *q = &a->queues[a->nqueues++];
+    memset(q, 0, sizeof *q);
+    q->name = wh_xstrdup(name);
+    q->weight = weight;
+    return q;
+}
+
+static void queue_push(queue *q, wh_job *job) {
+    job->next = NULL;
+    if (q->tail) q->tail->next = job;
+    else q->head = job;
+    q->tail = job;
+    q->n++;
+}
+
+static wh_job *queue_pop(queue *q) {
+    wh_job *job = q->head;
+    if (job == NULL) return NULL;
+    q->head = job->next;
+    if (q->head == NULL) q->tail = NULL;
+    job->next = NULL;
+    q->n--;
+    return job;
+}
+
+/* Strict: the first non-empty queue in list order. Weighted: a non-empty
+ * queue drawn with probability proportional to its weight (Sidekiq's
+ * weighted shuffle, reduced to the one draw a fetch needs). */
+static wh_job *pick(wh_async *a) {
+    if (a->queued == 0) return NULL;
+    queue *chosen = NULL;
+    if (a->strict) {
+        for (size_t i = 0; i < a->nqueues && !chosen; i++)
+            if (a->queues[i].n) chosen = &a->queues[i];
+    } else {
+        long total = 0;
+        for (size_t i = 0; i < a->nqueues; i++)
+            if (a->queues[i].n) total += a->queues[i].weight;
+        long r = (long)(rnd(a) % (uint32_t)total);
+        for (size_t i = 0; i < a->nqueues && !chosen; i++) {
+            if (!a->queues[i].n) continue;
+            if (r < a->queues[i].weight) chosen = &a->queues[i];
+            else r -= a->queues[i].weight;
+        }
+    }
+    if (chosen == NULL) return NULL;
+    a->queued--;
+    return queue_pop(chosen);
+}
+
+/* ==== the schedule (min-heap on run_at) ==================================== */
+
+static void heap_push(wh_async *a, wh_job *job) {
+    if (a->nheap == a->capheap) {
+        a->capheap = a->capheap ? a->capheap * 2 : 64;
+        a->heap = wh_xrealloc(a->heap, a->capheap * sizeof *a->heap);
+    }
+    size_t i = a->nheap++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (a->heap[p]->run_at <= job->run_at) break;
+        a->heap[i] = a->heap[p];
+        i = p;
+    }
+    a->heap[i] = job;
+    if (job->has_retry_count && job->first_attempt_done) a->nretries++;
+}
+
+static wh_job *heap_pop(wh_async *a) {
+    wh_job *top = a->heap[0];
+    wh_job *last = a->heap[--a->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        const wh_job *cur = last;
+        if (l < a->nheap && a->heap[l]->run_at < cur->run_at) { m = l; cur = a->heap[l]; }
+        if (r < a->nheap && a->heap[r]->run_at < cur->run_at) m = r;
+        if (m == i) break;
+        a->heap[i] = a->heap[m];
+        i = m;
+    }
+    if (a->nheap) a->heap[i] = last;
+    if (top->has_retry_count && top->first_attempt_done) a->nretries--;
+    return top;
+}
+
+/* Puts a job on its queue (the lock is held); wakes one waiting worker. */
+static void enqueue_locked(wh_async *a, wh_job *job) {
+    queue *q = find_queue(a, job->queue);
+    if (q == NULL) q = add_queue(a, job->queue, 1);
+    queue_push(q, job);
+    a->queued++;
+    if (a->nwaiting) pthread_cond_signal(&a->work);
+}
+
+static size_t promote_locked(wh_async *a) {
+    double now = now_of(a);
+    size_t n = 0;
+    while (a->nheap && a->heap[0]->run_at <= now) {
+        wh_job *job = heap_pop(a);
+        job->run_at = 0;
+        job->enqueued_at = now;
+        enqueue_locked(a, job);
+        n++;
+    }
+    if (n) pthread_cond_broadcast(&a->idle);
+    return n;
+}
+
+size_t wh_async_promote_due(wh_async *a) {
+    pthread_mutex_lock(&a->lock);
+    size_t n = promote_locked(a);
+    pthread_mutex_unlock(&a->lock);
+    return n;
+}
+
+static void *scheduler_main(void *arg) {
+    wh_async *a = arg;
+    pthread_mutex_lock(&a->lock);
+    while (!a->stopping) {
+        promote_locked(a);
+        if (a->nheap == 0) {
+            pthread_cond_wait(&a->sched, &a->lock);
+            continue;
+        }
+        double wait = a->heap[0]->run_at - now_of(a);
+        if (wait <= 0) continue;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double sec = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + wait;
+        ts.tv_sec = (time_t)sec;
+        ts.tv_nsec = (long)((sec - (double)ts.tv_sec) * 1e9);
+        pthread_cond_timedwait(&a->sched, &a->lock, &ts);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return NULL;
+}
+
+/* ==== outcomes ============================================================== */
+
+double wh_async_backoff(int count, int r) {
+    double c = (double)count;
+    return c * c * c * c + 15.0 + (double)r * (c + 1.0);
+}
+
+static void bury_locked(wh_async *a, wh_job *job, const char *error) {
+    a->dead_total++;
+    if (a->cfg->dead_limit == 0) return;
+    if (a->dead == NULL) a->dead = wh_xcalloc(a->cfg->dead_limit, sizeof *a->dead);
+    dead_entry *e = &a->dead[a->dead_head];
+    wh_free(e->jid);
+    wh_free(e->class_name);
+    wh_free(e->error);
+    e->jid = wh_xstrdup(job->jid);
+    e->class_name = wh_xstrdup(job->class_name);
+    e->error = wh_xstrdup(error);
+    a->dead_head = (a->dead_head + 1) % a->cfg->dead_limit;
+    if (a->dead_n < a->cfg->dead_limit) a->dead_n++;
+}
+
+/* Decides what happens to a job after an attempt. Consumes job. */
+static void settle(wh_async *a, wh_job *job, const wh_run_result *res) {
+    job->first_attempt_done = true;
+    pthread_mutex_lock(&a->lock);
+    a->processed++;
+    if (res->rc == 0) {
+        pthread_mutex_unlock(&a->lock);
+        wh_job_free(job);
+        return;
+    }
+    a->failed++;
+    int max = job->retry;
+    if (max == WH_RETRY_DEFAULT) {
+        const wh_worker_def *d = wh_catalog_find(a->o.catalog, job->class_name);
+        max = d ? d->retry : WH_DEFAULT_RETRY;
+    }
+    wh_free(job->last_error);
+    job->last_error = wh_xstrdup(res->err.msg);
+    if (max == WH_RETRY_FALSE) {
+        pthread_mutex_unlock(&a->lock);
+        wh_log(WH_LOG_WARN, job->class_name, job->jid, "dropped (retry: false): %s", res->err.msg);
+        wh_job_free(job);
+        return;
+    }
+    int count = job->has_retry_count ? (int)job->retry_count + 1 : 0;
+    /* arguments refused by the check: a retry cannot help */
+    if (res->rc != WH_EARGS && count < max && !a->stopping) {
+        int r = a->o.no_jitter ? 0 : (int)(rnd(a) % 10);
+        double delay = wh_async_backoff(count, r);
+        job->has_retry_count = true;
+        job->retry_count = count;
+        job->run_at = now_of(a) + delay;
+        bool earliest = a->nheap == 0 || job->run_at < a->heap[0]->run_at;
+        heap_push(a, job);
+        if (earliest) pthread_cond_signal(&a->sched);
+        pthread_mutex_unlock(&a->lock);
+        wh_log(WH_LOG_INFO, job->class_name, job->jid, "retry %d of %d in %.0f s", count + 1, max, delay);
+        return;
+    }
+    if (a->stopping && res->rc != WH_EARGS && count < max) {
+        /* stopping: keep it for the abandoned count rather than bury it */
+        job->has_retry_count = true;
+        job->retry_count = count;
+        job->run_at = now_of(a);
+        heap_push(a, job);
+        pthread_mutex_unlock(&a->lock);
+        return;
+    }
+    bury_locked(a, job, res->err.msg);
+    pthread_mutex_unlock(&a->lock);
+    wh_log(WH_LOG_ERROR, job->class_name, job->jid, "dead after %d attempt%s: %s", count + 1,
+           count ? "s" : "", res->err.msg);
+    wh_job_free(job);
+}
+
+/* ==== workers =============================================================== */
+
+static bool needs_rebuild(const worker *w, const wh_config *cfg) {
+    if (w->vm == NULL || wh_vm_tainted(w->vm)) return true;
+    if (cfg->recycle_after_jobs > 0 && w->jobs_since_build >= cfg->recycle_after_jobs) return true;
+    if (cfg->recycle_above_memory > 0 && wh_vm_memory(w->vm) > cfg->recycle_above_memory) return true;
+    return false;
+}
+
+static void rebuild(worker *w) {
+    wh_async *a = w->a;
+    wh_vm_free(w->vm);
+    wh_err err;
+    w->vm = wh_catalog_new_vm(a->o.catalog, a->cfg, a->o.lhost, &err);
+    w->jobs_since_build = 0;
+    if (w->vm == NULL) wh_log(WH_LOG_ERROR, NULL, NULL, "cannot rebuild a VM: %s", err.msg);
+    pthread_mutex_lock(&a->lock);
+    a->vm_rebuilds++;
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    wh_async *a = w->a;
+    pthread_mutex_lock(&a->lock);
+    for (;;) {
+        wh_job *job = NULL;
+        while (!a->stopping && (a->quiet || (job = pick(a)) == NULL)) {
+            a->nwaiting++;
+            pthread_cond_wait(&a->work, &a->lock);
+            a->nwaiting--;
+        }
+        if (a->stopping) {
+            if (job) { enqueue_locked(a, job); }
+            break;
+        }
+        a->running++;
+        w->busy = true;
+        pthread_mutex_unlock(&a->lock);
+
+        if (needs_rebuild(w, a->cfg)) rebuild(w);
+        wh_run_result res;
+        if (w->vm) {
+            wh_runner_perform(w->vm, job, a->cfg->timeout, &res);
+            w->jobs_since_build++;
+        } else {
+            res.rc = wh_err_set(&res.err, WH_EJOB, "no VM to run the job (see the log)");
+            res.traceback = NULL;
+        }
+        if (a->o.observer) a->o.observer(a->o.observer_ud, job, &res);
+        wh_free(res.traceback);
+        settle(a, job, &res);
+
+        pthread_mutex_lock(&a->lock);
+        a->running--;
+        w->busy = false;
+        if (a->running == 0 || a->queued == 0) pthread_cond_broadcast(&a->idle);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return NULL;
+}
+
+/* ==== lifetime ============================================================== */
+
+wh_async *wh_async_new(const wh_async_options *opts) {
+    wh_async *a = wh_xcalloc(1, sizeof *a);
+    a->o = *opts;
+    a->cfg = opts->cfg;
+    wh_catalog_retain(opts->catalog);
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->work, NULL);
+    pthread_cond_init(&a->idle, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&a->sched, &ca);
+    pthread_condattr_destroy(&ca);
+    a->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)a ^ (uint64_t)(wh_clock_wall() * 1e6);
+    const wh_config *cfg = a->cfg;
+    if (cfg->queues) {
+        a->fixed_queues = true;
+        a->strict = !cfg->queues_weighted;
+        for (size_t i = 0; i < cfg->nqueues; i++) add_queue(a, cfg->queues[i].name, cfg->queues[i].weight);
+    } else {
+        /* every queue a loaded worker names, equal weights */
+        for (size_t i = 0; i < wh_catalog_count(opts->catalog); i++) {
+            const char *q = wh_catalog_at(opts->catalog, i)->queue;
+            if (!find_queue(a, q)) add_queue(a, q, 1);
+        }
+    }
+    a->nworkers = (size_t)cfg->concurrency;
+    a->workers = wh_xcalloc(a->nworkers, sizeof *a->workers);
+    for (size_t i = 0; i < a->nworkers; i++) a->workers[i].a = a;
+    return a;
+}
+
+int wh_async_start(wh_async *a, wh_err *err) {
+    if (a->started) return 0;
+    for (size_t i = 0; i < a->nworkers; i++) {
+        a->workers[i].vm = wh_catalog_new_vm(a->o.catalog, a->cfg, a->o.lhost, err);
+        if (a->workers[i].vm == NULL) {
+            for (size_t k = 0; k < i; k++) { wh_vm_free(a->workers[k].vm); a->workers[k].vm = NULL; }
+            return err ? err->code : WH_ESCRIPT;
+        }
+    }
+    a->started = true;
+    for (size_t i = 0; i < a->nworkers; i++) {
+        if (pthread_create(&a->workers[i].thread, NULL, worker_main, &a->workers[i]) != 0) {
+            wh_log(WH_LOG_ERROR, NULL, NULL, "cannot start worker thread %zu", i);
+            continue;
+        }
+        a->workers[i].started = true;
+    }
+    if (!a->o.manual_schedule) {
+        a->scheduler_started = pthread_create(&a->scheduler, NULL, scheduler_main, a) == 0;
+    }
+    return 0;
+}
+
+int wh_async_push(wh_async *a, wh_job *job, wh_err *err) {
+    pthread_mutex_lock(&a->lock);
+    int rc = 0;
+    if (a->stopping) {
+        rc = wh_err_set(err, WH_EUNAVAIL, "the host is stopping; job not accepted");
+    } else if (a->queued + a->nheap >= a->cfg->queue_limit) {
+        rc = wh_err_set(err, WH_EFULL, "queue full: %zu jobs are held in memory (workers.queue_limit); "
+                        "job not accepted", a->queued + a->nheap);
+    } else if (a->fixed_queues && !find_queue(a, job->queue)) {
+        rc = wh_err_set(err, WH_EINVAL, "queue \"%s\" is not served by this host (workers.queues)", job->queue);
+    }
+    if (rc) {
+        pthread_mutex_unlock(&a->lock);
+        wh_job_free(job);
+        return rc;
+    }
+    if (job->run_at > 0 && job->run_at > now_of(a)) {
+        bool earliest = a->nheap == 0 || job->run_at < a->heap[0]->run_at;
+        heap_push(a, job);
+        if (earliest) pthread_cond_signal(&a->sched);
+    } else {
+        job->run_at = 0;
+        enqueue_locked(a, job);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return 0;
+}
+
+void wh_async_wait_idle(wh_async *a, double within) {
+    pthread_mutex_lock(&a->lock);
+    double horizon = now_of(a) + within;
+    while (!a->stopping &&
+           (a->queued > 0 || a->running > 0 || (a->nheap > 0 && a->heap[0]->run_at <= horizon))) {
+        if (a->queued == 0 && a->running == 0 && a->o.manual_schedule) break; /* nobody would promote */
+        pthread_cond_wait(&a->idle, &a->lock);
+    }
+    pthread_mutex_unlock(&a->lock);
+}
+
+void wh_async_quiet(wh_async *a) {
+    pthread_mutex_lock(&a->lock);
+    if (!a->quiet) wh_log(WH_LOG_INFO, NULL, NULL, "quiet: no new jobs will start; running ones finish");
+    a->quiet = true;
+    pthread_mutex_unlock(&a->lock);
+}
+
+static void timed_wait_running_zero(wh_async *a, double seconds) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double end = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 + seconds;
+    while (a->running > 0) {
+        ts.tv_sec = (time_t)end;
+        ts.tv_nsec = (long)((end - (double)ts.tv_sec) * 1e9);
+        if (pthread_cond_timedwait(&a->idle, &a->lock, &ts) == ETIMEDOUT) break;
+    }
+}
+
+size_t wh_async_stop(wh_async *a, double timeout) {
+    pthread_mutex_lock(&a->lock);
+    if (a->stopping && !a->started) {
+        pthread_mutex_unlock(&a->lock);
+        return 0;
+    }
+    bool first = !a->stopping;
+    a->stopping = true;
+    pthread_cond_broadcast(&a->work);
+    pthread_cond_broadcast(&a->sched);
+    pthread_cond_broadcast(&a->idle);
+    if (first && a->running) wh_log(WH_LOG_INFO, NULL, NULL, "stopping: waiting up to %g s for %zu running job%s",
+                                   timeout, a->running, a->running == 1 ? "" : "s");
+    timed_wait_running_zero(a, timeout);
+    if (a->running > 0) {
+        /* interrupt Lua code still running; give it a moment to unwind */
+        for (size_t i = 0; i < a->nworkers; i++)
+            if (a->workers[i].busy && a->workers[i].vm) wh_vm_interrupt(a->workers[i].vm);
+        timed_wait_running_zero(a, 1.0);
+    }
+    size_t stuck = a->running;
+    size_t abandoned = a->queued + a->nheap;
+    pthread_mutex_unlock(&a->lock);
+
+    for (size_t i = 0; i < a->nworkers; i++) {
+        worker *w = &a->workers[i];
+        if (!w->started) continue;
+        pthread_mutex_lock(&a->lock);
+        bool busy = w->busy;
+        pthread_mutex_unlock(&a->lock);
+        if (busy) {
+            pthread_detach(w->thread); /* stuck inside a C call: left behind */
+            w->vm = NULL;              /* still in use by that thread */
+        } else {
+            pthread_join(w->thread, NULL);
+        }
+        w->started = false;
+    }
+    if (a->scheduler_started) {
+        pthread_join(a->scheduler, NULL);
+        a->scheduler_started = false;
+    }
+    if (stuck) wh_log(WH_LOG_WARN, NULL, NULL, "%zu job%s still inside a C call after the shutdown timeout; left behind",
+                      stuck, stuck == 1 ? " is" : "s are");
+    if (first && a->started)
+        wh_log(abandoned ? WH_LOG_WARN : WH_LOG_DEBUG, NULL, NULL,
+               "stopped: %zu job%s held in memory abandoned (BackgroundAsync keeps jobs in memory only)",
+               abandoned, abandoned == 1 ? "" : "s");
+    a->started = false;
+    return abandoned;
+}
+
+void wh_async_free(wh_async *a) {
+    if (a == NULL) return;
+    wh_async_stop(a, a->cfg->shutdown_timeout);
+    for (size_t i = 0; i < a->nworkers; i++) wh_vm_free(a->workers[i].vm);
+    wh_free(a->workers);
+    for (size_t i = 0; i < a->nqueues; i++) {
+        wh_job *j;
+        while ((j = queue_pop(&a->queues[i])) != NULL) wh_job_free(j);
+        wh_free(a->queues[i].name);
+    }
+    wh_free(a->queues);
+    for (size_t i = 0; i < a->nheap; i++) wh_job_free(a->heap[i]);
+    wh_free(a->heap);
+    for (size_t i = 0; i < a->dead_n; i++) {
+        wh_free(a->dead[i].jid);
+        wh_free(a->dead[i].class_name);
+        wh_free(a->dead[i].error);
+    }
+    wh_free(a->dead);
+    pthread_mutex_destroy(&a->lock);
+    pthread_cond_destroy(&a->work);
+    pthread_cond_destroy(&a->idle);
+    pthread_cond_destroy(&a->sched);
+    wh_catalog_release(a->o.catalog);
+    wh_free(a);
+}
+
+void wh_async_get_stats(wh_async *a, wh_async_stats *s) {
+    pthread_mutex_lock(&a->lock);
+    s->processed = a->processed;
+    s->failed = a->failed;
+    s->queued = a->queued;
+    s->scheduled = a->nheap;
+    s->retries = a->nretries;
+    s->running = a->running;
+    s->dead = a->dead_n;
+    s->dead_total = a->dead_total;
+    s->vm_rebuilds = a->vm_rebuilds;
+    s->quiet = a->quiet;
+    pthread_mutex_unlock(&a->lock);
+}
+
+size_t wh_async_dead(wh_async *a, char **jids, char **classes, char **errors, size_t n) {
+    pthread_mutex_lock(&a->lock);
+    size_t k = 0;
+    for (; k < n && k < a->dead_n; k++) {
+        size_t cap = a->cfg->dead_limit;
+        size_t i = (a->dead_head + cap - 1 - k) % cap;
+        jids[k] = wh_xstrdup(a->dead[i].jid);
+        classes[k] = wh_xstrdup(a->dead[i].class_name);
+        errors[k] = wh_xstrdup(a->dead[i].error);
+    }
+    pthread_mutex_unlock(&a->lock);
+    return k;
+}
