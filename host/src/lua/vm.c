@@ -65,7 +65,9 @@ static void deadline_hook(lua_State *L, lua_Debug *ar) {
     if (vm->deadline == 0 || wh_clock_monotonic() < vm->deadline) return;
     vm->timed_out = true;
     lua_sethook(L, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
-    luaL_error(L, "timed out after %g seconds", vm->timeout);
+    char secs[32]; /* lua_pushfstring has no %g */
+    snprintf(secs, sizeof secs, "%g", vm->timeout);
+    luaL_error(L, "timed out after %s seconds", secs);
 }
 
 /* ---- os.exit raises ---- */
