@@ -55,6 +55,12 @@ struct wh_async {
     size_t nretries;       /* how many in the heap are retries */
 
     size_t queued, running, nwaiting;
+    /* Lock-free hints for the one worker that spins before sleeping: a
+     * worker that finds the queues empty spins briefly (at most one at a
+     * time) so a steady stream of jobs does not cost a futex wake-up each. */
+    atomic_size_t queued_hint;
+    atomic_bool spinning;
+    atomic_bool stop_hint;
     bool started, stopping, quiet;
     uint64_t rng;
 
@@ -137,6 +143,7 @@ static wh_job *pick(wh_async *a) {
     }
     if (chosen == NULL) return NULL;
     a->queued--;
+    atomic_store_explicit(&a->queued_hint, a->queued, memory_order_relaxed);
     return queue_pop(chosen);
 }
 
@@ -182,7 +189,8 @@ static void enqueue_locked(wh_async *a, wh_job *job) {
     if (q == NULL) q = add_queue(a, job->queue, 1);
     queue_push(q, job);
     a->queued++;
-    if (a->nwaiting) pthread_cond_signal(&a->work);
+    atomic_store_explicit(&a->queued_hint, a->queued, memory_order_relaxed);
+    if (a->nwaiting && !atomic_load_explicit(&a->spinning, memory_order_relaxed)) pthread_cond_signal(&a->work);
 }
 
 static size_t promote_locked(wh_async *a) {
@@ -326,13 +334,43 @@ static void rebuild(worker *w) {
     pthread_mutex_unlock(&a->lock);
 }
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* Spins (the lock released) for up to ~50 us waiting for a job. Returns
+ * true if this thread was the spinner. */
+static bool spin_for_work(wh_async *a) {
+    bool expected = false;
+    if (!atomic_compare_exchange_strong(&a->spinning, &expected, true)) return false;
+    pthread_mutex_unlock(&a->lock);
+    double until = wh_clock_monotonic() + 50e-6;
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&a->queued_hint, memory_order_relaxed) ||
+            atomic_load_explicit(&a->stop_hint, memory_order_relaxed))
+            break;
+        cpu_relax();
+        if ((i & 63) == 0 && wh_clock_monotonic() > until) break;
+    }
+    pthread_mutex_lock(&a->lock);
+    atomic_store(&a->spinning, false);
+    return true;
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     wh_async *a = w->a;
     pthread_mutex_lock(&a->lock);
     for (;;) {
         wh_job *job = NULL;
+        bool spun = false;
         while (!a->stopping && (a->quiet || (job = pick(a)) == NULL)) {
+            if (!spun && !a->quiet && (spun = spin_for_work(a))) continue;
+            spun = false;
             a->nwaiting++;
             pthread_cond_wait(&a->work, &a->lock);
             a->nwaiting--;
@@ -382,6 +420,9 @@ wh_async *wh_async_new(const wh_async_options *opts) {
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&a->sched, &ca);
     pthread_condattr_destroy(&ca);
+    atomic_init(&a->queued_hint, 0);
+    atomic_init(&a->spinning, false);
+    atomic_init(&a->stop_hint, false);
     a->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(uintptr_t)a ^ (uint64_t)(wh_clock_wall() * 1e6);
     const wh_config *cfg = a->cfg;
     if (cfg->queues) {
@@ -489,6 +530,7 @@ size_t wh_async_stop(wh_async *a, double timeout) {
     }
     bool first = !a->stopping;
     a->stopping = true;
+    atomic_store(&a->stop_hint, true);
     pthread_cond_broadcast(&a->work);
     pthread_cond_broadcast(&a->sched);
     pthread_cond_broadcast(&a->idle);

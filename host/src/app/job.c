@@ -24,13 +24,14 @@ static int read_fields(wh_job *job, wh_err *err) {
     const wh_json *cls = field(p, "class");
     if (cls == NULL || cls->type != WH_JSON_STRING || cls->u.str.len == 0)
         return wh_err_set(err, WH_EARGS, "job payload: \"class\" must be a non-empty string");
-    job->class_name = wh_xstrndup(cls->u.str.s, cls->u.str.len);
+    job->class_name = wh_json_doc_strndup(job->doc, cls->u.str.s, cls->u.str.len);
     job->args = field(p, "args");
     if (job->args == NULL || job->args->type != WH_JSON_ARRAY)
         return wh_err_set(err, WH_EARGS, "%s: job payload: \"args\" must be an array", job->class_name);
     const wh_json *q = field(p, "queue");
-    job->queue = (q && q->type == WH_JSON_STRING && q->u.str.len) ? wh_xstrndup(q->u.str.s, q->u.str.len)
-                                                                  : wh_xstrdup("default");
+    job->queue = (q && q->type == WH_JSON_STRING && q->u.str.len)
+                     ? wh_json_doc_strndup(job->doc, q->u.str.s, q->u.str.len)
+                     : "default";
     const wh_json *jid = field(p, "jid");
     if (jid && jid->type == WH_JSON_STRING && jid->u.str.len < WH_JID_SIZE) {
         memcpy(job->jid, jid->u.str.s, jid->u.str.len);
@@ -57,7 +58,8 @@ static int read_fields(wh_job *job, wh_err *err) {
 wh_job *wh_job_parse(const char *text, size_t len, const wh_json_limits *limits, wh_err *err) {
     wh_json_doc *doc = wh_json_parse(text, len, limits, err);
     if (doc == NULL) return NULL;
-    wh_job *job = wh_xcalloc(1, sizeof *job);
+    wh_job *job = wh_json_doc_alloc(doc, sizeof *job);
+    memset(job, 0, sizeof *job);
     job->doc = doc;
     job->payload = wh_json_doc_root(doc);
     if (read_fields(job, err) != 0) {
@@ -67,72 +69,58 @@ wh_job *wh_job_parse(const char *text, size_t len, const wh_json_limits *limits,
     return job;
 }
 
-static wh_json_member *member(wh_json_member *m, wh_json_doc *doc, const char *key) {
-    m->key = key;
-    m->key_len = strlen(key);
-    (void)doc;
-    return m;
-}
-
-static void set_string(wh_json *v, wh_json_doc *doc, const char *s) {
-    v->type = WH_JSON_STRING;
-    v->u.str.len = strlen(s);
-    v->u.str.s = wh_json_doc_strndup(doc, s, v->u.str.len);
-}
-
-static void set_float(wh_json *v, double d) {
-    v->type = WH_JSON_FLOAT;
-    v->u.f.d = d;
-    v->u.f.raw = NULL;
-    v->u.f.int_literal = false;
-}
-
 wh_job *wh_job_new(const wh_worker_def *def, wh_json_doc *doc, const wh_json *args,
                    const wh_enqueue_options *opts, double now) {
-    wh_job *job = wh_xcalloc(1, sizeof *job);
+    wh_job *job = wh_json_doc_alloc(doc, sizeof *job);
+    memset(job, 0, sizeof *job);
     job->doc = doc;
     wh_jid_new(job->jid);
-    job->class_name = wh_xstrdup(def->name);
-    job->queue = wh_xstrdup(opts && opts->queue ? opts->queue : def->queue);
+    /* def outlives the job only within one catalog generation: copy */
+    job->class_name = wh_json_doc_strndup(doc, def->name, strlen(def->name));
+    const char *q = opts && opts->queue ? opts->queue : def->queue;
+    job->queue = wh_json_doc_strndup(doc, q, strlen(q));
     job->retry = (opts && opts->retry != WH_RETRY_DEFAULT) ? opts->retry : def->retry;
     job->created_at = job->enqueued_at = now;
     if (opts && opts->at > 0) job->run_at = opts->at;
     else if (opts && opts->in > 0) job->run_at = now + opts->in;
-
-    enum { N = 7 };
-    wh_json *root = wh_json_doc_alloc(doc, sizeof *root);
-    wh_json_member *m = wh_json_doc_alloc(doc, N * sizeof *m);
-    memset(m, 0, N * sizeof *m);
-    root->type = WH_JSON_OBJECT;
-    root->u.obj.members = m;
-    root->u.obj.n = N;
-    set_string(&member(&m[0], doc, "class")->value, doc, job->class_name);
-    m[1].key = "args";
-    m[1].key_len = 4;
-    m[1].value = *wh_schema_payload_args(def->schema, doc, args);
-    set_string(&member(&m[2], doc, "queue")->value, doc, job->queue);
-    member(&m[3], doc, "retry");
-    if (job->retry == WH_RETRY_FALSE) m[3].value.type = WH_JSON_FALSE;
-    else { m[3].value.type = WH_JSON_INT; m[3].value.u.i = job->retry; }
-    set_string(&member(&m[4], doc, "jid")->value, doc, job->jid);
-    set_float(&member(&m[5], doc, "created_at")->value, now);
-    set_float(&member(&m[6], doc, "enqueued_at")->value, now);
-    wh_json_doc_set_root(doc, root);
-    job->payload = root;
-    job->args = &m[1].value;
+    /* No payload tree: nothing in memory needs one, and wh_job_write writes
+     * the payload from these fields. A job is its arguments plus ~200 bytes. */
+    job->payload = NULL;
+    job->args = wh_schema_payload_args(def->schema, doc, args);
     return job;
 }
 
 void wh_job_free(wh_job *job) {
     if (job == NULL) return;
-    wh_json_doc_free(job->doc);
-    wh_free(job->class_name);
-    wh_free(job->queue);
     wh_free(job->last_error);
-    wh_free(job);
+    wh_json_doc_free(job->doc); /* the job itself lives in it */
 }
 
-int wh_job_write(const wh_job *job, wh_buf *out, wh_err *err) { return wh_json_write(out, job->payload, err); }
+static void write_float(wh_buf *out, double d) {
+    wh_json v = {.type = WH_JSON_FLOAT};
+    v.u.f.d = d;
+    wh_json_write(out, &v, NULL);
+}
+
+int wh_job_write(const wh_job *job, wh_buf *out, wh_err *err) {
+    if (job->payload) return wh_json_write(out, job->payload, err);
+    /* a job made here: Sidekiq's field order, as its client writes it */
+    wh_buf_puts(out, "{\"class\":");
+    wh_json_write_string(out, job->class_name, strlen(job->class_name));
+    wh_buf_puts(out, ",\"args\":");
+    int rc = wh_json_write(out, job->args, err);
+    if (rc) return rc;
+    wh_buf_puts(out, ",\"queue\":");
+    wh_json_write_string(out, job->queue, strlen(job->queue));
+    if (job->retry == WH_RETRY_FALSE) wh_buf_puts(out, ",\"retry\":false");
+    else wh_buf_printf(out, ",\"retry\":%d", job->retry);
+    wh_buf_printf(out, ",\"jid\":\"%s\",\"created_at\":", job->jid);
+    write_float(out, job->created_at);
+    wh_buf_puts(out, ",\"enqueued_at\":");
+    write_float(out, job->enqueued_at);
+    wh_buf_putc(out, '}');
+    return 0;
+}
 
 void wh_job_meta_of(const wh_job *job, wh_job_meta *out) {
     out->jid = job->jid;

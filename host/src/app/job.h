@@ -16,12 +16,14 @@
 #include "lua/lworker.h"
 #include "workerhost.h"
 
+/* The struct, its strings and the payload tree all live in one arena (the
+ * doc), so a job is one allocation and one free. */
 typedef struct wh_job {
-    wh_json_doc *doc;       /* owned: the payload tree (and anything it points to) */
-    const wh_json *payload; /* the root object */
+    wh_json_doc *doc;       /* owns everything below except last_error */
+    const wh_json *payload; /* the root object as parsed; NULL for a job made by wh_job_new */
     const wh_json *args;    /* payload "args" (an array) */
-    char *class_name;       /* owned */
-    char *queue;            /* owned */
+    const char *class_name; /* in doc */
+    const char *queue;      /* in doc */
     char jid[WH_JID_SIZE];
     int retry;              /* from the payload: count, WH_RETRY_FALSE, or WH_RETRY_DEFAULT if absent */
     bool has_retry_count;

@@ -57,7 +57,7 @@ struct wh_json_doc {
     wh_json root_slot;   /* holds a parsed root */
 };
 
-#define ARENA_MIN_CHUNK 4096
+#define ARENA_MIN_CHUNK 1024
 #define ARENA_MAX_CHUNK (1024 * 1024)
 #define ARENA_ALIGN (alignof(max_align_t))
 
@@ -648,9 +648,65 @@ static void yajl_error(parse_ctx *c, bool at_end) {
     if (msg) yajl_free_error(c->h, msg);
 }
 
+/* ---- yajl's own memory: a per-thread scratch region ----
+ * yajl mallocs its handle, lexer and buffers on every parse and frees them at
+ * the end. Served from a thread-local bump region instead (reset when the
+ * parse ends), a parse costs no allocation beyond the tree's arena. Blocks
+ * carry their size so realloc can copy; what does not fit falls back to
+ * malloc, marked by the flag in the header. */
+
+#define SCRATCH_SIZE (32 * 1024)
+
+typedef struct scratch_hdr {
+    size_t size;
+    size_t on_heap; /* 1 when malloc'd; also keeps the header 16 bytes */
+} scratch_hdr;
+
+static _Thread_local struct {
+    _Alignas(max_align_t) char mem[SCRATCH_SIZE];
+    size_t used;
+} scratch;
+
+static void *scratch_malloc(void *ctx, size_t n) {
+    (void)ctx;
+    size_t need = sizeof(scratch_hdr) + ((n + 15) & ~(size_t)15);
+    scratch_hdr *h;
+    if (need <= SCRATCH_SIZE - scratch.used) {
+        h = (scratch_hdr *)(scratch.mem + scratch.used);
+        scratch.used += need;
+        h->on_heap = 0;
+    } else {
+        h = wh_xmalloc(sizeof *h + n);
+        h->on_heap = 1;
+    }
+    h->size = n;
+    return h + 1;
+}
+
+static void scratch_free(void *ctx, void *p) {
+    (void)ctx;
+    if (p == NULL) return;
+    scratch_hdr *h = (scratch_hdr *)p - 1;
+    if (h->on_heap) wh_free(h);
+    /* scratch blocks are reclaimed all at once when the parse ends */
+}
+
+static void *scratch_realloc(void *ctx, void *p, size_t n) {
+    if (p == NULL) return scratch_malloc(ctx, n);
+    scratch_hdr *h = (scratch_hdr *)p - 1;
+    if (n <= h->size) return p;
+    void *q = scratch_malloc(ctx, n);
+    memcpy(q, p, h->size);
+    scratch_free(ctx, p);
+    return q;
+}
+
+static yajl_alloc_funcs scratch_funcs = {scratch_malloc, scratch_realloc, scratch_free, NULL};
+
 /* Runs yajl over the text; returns true when the tree is complete. */
 static bool run_yajl(parse_ctx *c) {
-    yajl_handle h = yajl_alloc(&parse_callbacks, NULL, c);
+    size_t mark = scratch.used; /* nested parses (none today) would stack */
+    yajl_handle h = yajl_alloc(&parse_callbacks, &scratch_funcs, c);
     if (h == NULL) abort(); /* yajl's default allocator: out of memory */
     c->h = h;
     yajl_config(h, yajl_allow_comments, 0);
@@ -669,13 +725,16 @@ static bool run_yajl(parse_ctx *c) {
     else if (st == yajl_status_error) yajl_error(c, at_end);
     /* yajl_status_client_canceled: the callback has set err. */
     yajl_free(h);
+    scratch.used = mark;
     return ok;
 }
 
 static size_t inline_size_for(size_t len) {
     /* A tree takes about 4x its compact text; start with that in the doc's
-     * own allocation, up to 64 KB. */
-    return len > (65536 - 256) / 4 ? 65536 : len * 4 + 256;
+     * own allocation, up to 64 KB, plus room for what a job adds around
+     * parsed arguments (app/job.c builds the payload in the same arena), so
+     * a small job costs one allocation. */
+    return len > (65536 - 512) / 4 ? 65536 : len * 4 + 512;
 }
 
 wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *limits, wh_err *err) {
