@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "app/runner.h"
 #include "core/clock.h"
@@ -66,6 +67,7 @@ struct wh_async {
 
     worker *workers;
     size_t nworkers;
+    size_t ncpu;
     pthread_t scheduler;
     bool scheduler_started;
 
@@ -345,6 +347,9 @@ static inline void cpu_relax(void) {
 /* Spins (the lock released) for up to ~50 us waiting for a job. Returns
  * true if this thread was the spinner. */
 static bool spin_for_work(wh_async *a) {
+    /* only with a core to spare: one for the spinner, one for whoever
+     * produces jobs, one for each running job */
+    if (a->running + 2 > a->ncpu) return false;
     bool expected = false;
     if (!atomic_compare_exchange_strong(&a->spinning, &expected, true)) return false;
     pthread_mutex_unlock(&a->lock);
@@ -436,6 +441,8 @@ wh_async *wh_async_new(const wh_async_options *opts) {
             if (!find_queue(a, q)) add_queue(a, q, 1);
         }
     }
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    a->ncpu = ncpu > 0 ? (size_t)ncpu : 1;
     a->nworkers = (size_t)cfg->concurrency;
     a->workers = wh_xcalloc(a->nworkers, sizeof *a->workers);
     for (size_t i = 0; i < a->nworkers; i++) a->workers[i].a = a;

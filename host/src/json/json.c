@@ -26,6 +26,7 @@
 #include <inttypes.h>
 #include <locale.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdalign.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,7 @@ struct wh_json_doc {
     char *cur, *end;     /* the bump region in use */
     chunk *chunks;       /* heap chunks, newest first (the inline region is not one) */
     size_t next_size;    /* size of the next general-purpose chunk */
+    size_t inline_size;  /* bytes of the region allocated with the struct */
     wh_json root_slot;   /* holds a parsed root */
 };
 
@@ -61,9 +63,35 @@ struct wh_json_doc {
 #define ARENA_MAX_CHUNK (1024 * 1024)
 #define ARENA_ALIGN (alignof(max_align_t))
 
+/* ---- a pool of small documents ----
+ * Jobs are parsed on one thread and freed on another; with glibc that is
+ * the worst case (the freeing thread takes the allocating thread's arena
+ * lock on every free). Small documents are all made with the same inline
+ * size and recycled through a bounded free list instead, so a steady stream
+ * of jobs allocates nothing. */
+
+#define POOL_INLINE 1024 /* covers inputs up to (1024 - 512) / 4 = 128 bytes */
+#define POOL_MAX 4096    /* documents kept for reuse (about 4.5 MB) */
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static wh_json_doc *pool_head;
+static size_t pool_n;
+
 static wh_json_doc *doc_new_sized(size_t inline_size) {
-    wh_json_doc *doc = wh_xmalloc(sizeof *doc + inline_size);
+    wh_json_doc *doc = NULL;
+    if (inline_size <= POOL_INLINE) {
+        inline_size = POOL_INLINE;
+        pthread_mutex_lock(&pool_lock);
+        if (pool_head) {
+            doc = pool_head;
+            pool_head = *(wh_json_doc **)doc;
+            pool_n--;
+        }
+        pthread_mutex_unlock(&pool_lock);
+    }
+    if (doc == NULL) doc = wh_xmalloc(sizeof *doc + inline_size);
     doc->root = NULL;
+    doc->inline_size = inline_size;
     doc->cur = (char *)(doc + 1);
     doc->end = doc->cur + inline_size;
     doc->chunks = NULL;
@@ -120,7 +148,7 @@ static char *arena_strndup(wh_json_doc *doc, const void *s, size_t n) {
     return p;
 }
 
-wh_json_doc *wh_json_doc_new(void) { return doc_new_sized(512); }
+wh_json_doc *wh_json_doc_new(void) { return doc_new_sized(POOL_INLINE); }
 
 void wh_json_doc_free(wh_json_doc *doc) {
     if (doc == NULL) return;
@@ -129,6 +157,16 @@ void wh_json_doc_free(wh_json_doc *doc) {
         chunk *next = c->next;
         wh_free(c);
         c = next;
+    }
+    if (doc->inline_size == POOL_INLINE) {
+        pthread_mutex_lock(&pool_lock);
+        if (pool_n < POOL_MAX) {
+            *(wh_json_doc **)doc = pool_head; /* the struct is dead: reuse its first word */
+            pool_head = doc;
+            pool_n++;
+            doc = NULL;
+        }
+        pthread_mutex_unlock(&pool_lock);
     }
     wh_free(doc);
 }
