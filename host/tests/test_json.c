@@ -859,10 +859,9 @@ static void test_locale_decimal_comma(void) {
     const char *locales[] = {"de_DE.UTF-8", "de_DE.utf8", "fr_FR.UTF-8", "ru_RU.UTF-8"};
     const char *got = NULL;
     for (size_t i = 0; i < 4 && got == NULL; i++) got = setlocale(LC_NUMERIC, locales[i]);
-    if (got == NULL) {
-        fprintf(stderr, "  (skipped: no locale with a decimal comma installed)\n");
-        return;
-    }
+    /* CMake generates de_DE.UTF-8 into the build tree (LOCPATH) from
+     * Debian's `locales` sources, so this test always runs for real */
+    if (got == NULL) WH_TEST_FAIL("no locale with a decimal comma (LOCPATH=%s)", getenv("LOCPATH") ? getenv("LOCPATH") : "unset");
     PARSED(d, "[1.5,2.25e1]");
     double a = wh_json_doc_root(d)->u.arr.items[0].u.f.d;
     double b2 = wh_json_doc_root(d)->u.arr.items[1].u.f.d;
