@@ -23,6 +23,13 @@ struct wh_vm {
     int defs_ref;  /* registry: table name -> definition */
     int names_ref; /* registry: sorted list of names */
     size_t nworkers;
+    /* C index of the definitions, sorted by name, so finding a job's worker
+     * costs a binary search and one rawgeti, not a walk through tables */
+    struct vm_entry {
+        const char *name;     /* the Lua string, kept alive by the definition */
+        wh_lworker_info info; /* borrowed strings and schema, same lifetime */
+        int ref;              /* registry reference to the definition */
+    } *entries;
 };
 
 static const char overlay_key = 0; /* registry: this job's new globals */
@@ -189,6 +196,8 @@ static int load_all(lua_State *L) {
     return 2;
 }
 
+static int build_index(wh_vm *vm, wh_err *err);
+
 wh_vm *wh_vm_new(const wh_vm_options *opts, const wh_source *sources, size_t nsources, wh_err *err) {
     wh_vm *vm = wh_xcalloc(1, sizeof *vm);
     vm->limit = opts->memory_limit;
@@ -220,6 +229,7 @@ wh_vm *wh_vm_new(const wh_vm_options *opts, const wh_source *sources, size_t nso
     vm->nworkers = lua_rawlen(L, -1);
     vm->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     vm->defs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (build_index(vm, err) != 0) goto fail;
 
     /* from now on, new globals go to the per-job overlay */
     lua_pushglobaltable(L);
@@ -234,6 +244,7 @@ wh_vm *wh_vm_new(const wh_vm_options *opts, const wh_source *sources, size_t nso
     return vm;
 fail:
     lua_close(L);
+    wh_free(vm->entries);
     wh_free(vm);
     return NULL;
 }
@@ -241,6 +252,7 @@ fail:
 void wh_vm_free(wh_vm *vm) {
     if (vm == NULL) return;
     lua_close(vm->L);
+    wh_free(vm->entries);
     wh_free(vm);
 }
 
@@ -249,42 +261,63 @@ size_t wh_vm_nworkers(const wh_vm *vm) { return vm->nworkers; }
 bool wh_vm_tainted(const wh_vm *vm) { return vm->tainted; }
 size_t wh_vm_memory(const wh_vm *vm) { return vm->used; }
 
-int wh_vm_worker(wh_vm *vm, size_t i, wh_lworker_info *out) {
-    lua_State *L = vm->L;
+/* protected: luaL_ref may allocate. stack: vm (light) */
+static int index_protected(lua_State *L) {
+    wh_vm *vm = lua_touserdata(L, 1);
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->names_ref);
-    lua_rawgeti(L, -1, (lua_Integer)i + 1);
-    const char *name = lua_tostring(L, -1);
-    lua_pop(L, 2);
-    if (name == NULL) return WH_ENOCLASS;
-    int rc = wh_vm_find(vm, name, out);
-    if (rc == 0) lua_pop(L, 1);
-    return rc;
-}
-
-int wh_vm_find(wh_vm *vm, const char *name, wh_lworker_info *out) {
-    lua_State *L = vm->L;
     lua_rawgeti(L, LUA_REGISTRYINDEX, vm->defs_ref);
-    lua_getfield(L, -1, name);
-    lua_remove(L, -2);
-    if (lua_isnil(L, -1) || wh_lworker_info_get(L, -1, out) != 0) {
-        lua_pop(L, 1);
-        return WH_ENOCLASS;
+    for (size_t i = 0; i < vm->nworkers; i++) {
+        struct vm_entry *e = &vm->entries[i];
+        lua_rawgeti(L, 2, (lua_Integer)i + 1);
+        e->name = lua_tostring(L, -1);
+        lua_rawget(L, 3);
+        wh_lworker_info_get(L, -1, &e->info);
+        e->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     return 0;
 }
 
-static void reset_overlay(lua_State *L) {
+static int build_index(wh_vm *vm, wh_err *err) {
+    vm->entries = wh_xcalloc(vm->nworkers ? vm->nworkers : 1, sizeof *vm->entries);
+    lua_pushcfunction(vm->L, index_protected);
+    lua_pushlightuserdata(vm->L, vm);
+    return wh_lcall_pcall(vm->L, 1, 0, WH_ESCRIPT, NULL, err);
+}
+
+int wh_vm_worker(wh_vm *vm, size_t i, wh_lworker_info *out) {
+    if (i >= vm->nworkers) return WH_ENOCLASS;
+    *out = vm->entries[i].info;
+    return 0;
+}
+
+int wh_vm_find(wh_vm *vm, const char *name, wh_lworker_info *out) {
+    size_t lo = 0, hi = vm->nworkers;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(name, vm->entries[mid].name);
+        if (c == 0) {
+            *out = vm->entries[mid].info;
+            lua_rawgeti(vm->L, LUA_REGISTRYINDEX, vm->entries[mid].ref);
+            return 0;
+        }
+        if (c < 0) hi = mid;
+        else lo = mid + 1;
+    }
+    return WH_ENOCLASS;
+}
+
+/* True when the job created globals (no allocation: safe unprotected). */
+static bool overlay_used(lua_State *L) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &overlay_key);
     lua_pushnil(L);
     bool used = lua_next(L, -2) != 0;
     lua_pop(L, used ? 3 : 1);
-    if (!used) return;
-    lua_newtable(L); /* may raise on out-of-memory: only called when the VM has room */
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &overlay_key);
+    return used;
 }
 
 static int reset_overlay_protected(lua_State *L) {
-    reset_overlay(L);
+    lua_newtable(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &overlay_key);
     return 0;
 }
 
@@ -325,7 +358,7 @@ void wh_vm_perform(wh_vm *vm, const wh_job_meta *meta, const wh_json *payload_ar
         wh_err_set(&res->err, WH_ENOMEM, "%s: out of memory: the job passed the VM's memory limit "
                    "(workers.memory_limit = %zu bytes)", meta->class_name, vm->limit);
     }
-    if (outer_deadline == 0 && !vm->tainted) {
+    if (outer_deadline == 0 && !vm->tainted && overlay_used(L)) {
         lua_pushcfunction(L, reset_overlay_protected);
         wh_err ignored;
         if (wh_lcall_pcall(L, 0, 0, WH_EJOB, NULL, &ignored) != 0) vm->tainted = true;
