@@ -119,8 +119,9 @@ int wh_cli_enqueue(const wh_cli *cli) {
     outcomes seen = {PTHREAD_MUTEX_INITIALIZER, NULL};
     bool in_process = wh_host_config(h)->mode == WH_MODE_BACKGROUND_ASYNC;
     if (in_process) {
+        /* signals keep their default action: Ctrl-C ends the command (and the
+         * jobs it holds in memory, as the help says) */
         wh_host_set_observer(h, observe, &seen);
-        wh_cli_block_signals();
         rc = wh_host_start(h, &err);
         if (rc) {
             fprintf(stderr, "workerhost: %s\n", err.msg);
