@@ -1,7 +1,6 @@
 /* catalog.c -- see catalog.h. */
 #include "app/catalog.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -9,6 +8,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "core/dir.h"
 #include "core/mem.h"
 
 struct wh_catalog {
@@ -37,8 +37,6 @@ static int read_file(const char *path, char **out, size_t *len, wh_err *err) {
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 /* The chunk name shows the path relative to the root when it is inside it,
  * so messages read "workers/x.lua:3: ..." */
 static char *chunkname_for(const char *root, const char *path) {
@@ -51,40 +49,29 @@ static char *chunkname_for(const char *root, const char *path) {
 }
 
 static int read_sources(const wh_config *cfg, wh_catalog *c, wh_err *err) {
-    DIR *d = opendir(cfg->scripts_dir);
-    if (d == NULL)
-        return wh_err_set(err, WH_ESCRIPT, "%s: cannot open the scripts folder (workers.scripts): %s",
-                          cfg->scripts_dir, strerror(errno));
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len < 5 || e->d_name[0] == '.' || strcmp(e->d_name + len - 4, ".lua") != 0) continue;
-        if (n == cap) names = wh_xrealloc(names, (cap = cap ? cap * 2 : 16) * sizeof *names);
-        names[n++] = wh_xstrdup(e->d_name);
+    char **names;
+    size_t n;
+    if (wh_dir_list_lua(cfg->scripts_dir, &names, &n, err) != 0) {
+        if (err) err->code = WH_ESCRIPT;
+        wh_err_prefix(err, "cannot open the scripts folder (workers.scripts)");
+        return WH_ESCRIPT;
     }
-    closedir(d);
-    qsort(names, n, sizeof *names, cmp_str);
     c->sources = wh_xcalloc(n ? n : 1, sizeof *c->sources);
     int rc = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        wh_source *s = &c->sources[c->nsources];
+        wh_buf p = WH_BUF_INIT;
+        wh_buf_printf(&p, "%s/%s", cfg->scripts_dir, names[i]);
+        s->path = wh_buf_steal(&p);
+        rc = read_file(s->path, &s->code, &s->len, err);
         if (rc == 0) {
-            wh_source *s = &c->sources[c->nsources];
-            wh_buf p = WH_BUF_INIT;
-            wh_buf_printf(&p, "%s/%s", cfg->scripts_dir, names[i]);
-            s->path = wh_buf_steal(&p);
-            rc = read_file(s->path, &s->code, &s->len, err);
-            if (rc == 0) {
-                s->chunkname = chunkname_for(cfg->root, s->path);
-                c->nsources++;
-            } else {
-                wh_free(s->path);
-            }
+            s->chunkname = chunkname_for(cfg->root, s->path);
+            c->nsources++;
+        } else {
+            wh_free(s->path);
         }
-        wh_free(names[i]);
     }
-    wh_free(names);
+    wh_dir_free_list(names, n);
     return rc;
 }
 

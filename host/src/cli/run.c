@@ -29,13 +29,18 @@ static void *stop_thread(void *arg) {
     return NULL;
 }
 
+/* The signals run takes with sigwait (SIGUSR1: the stop thread is done). */
+static void host_signals(sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGTSTP);
+    sigaddset(set, SIGUSR1);
+}
+
 void wh_cli_block_signals(void) {
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGTSTP);
-    sigaddset(&set, SIGUSR1);
+    host_signals(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
@@ -57,11 +62,7 @@ int wh_cli_run_host(wh_host *h) {
     wh_log(WH_LOG_INFO, NULL, NULL, "workerhost %s running: %s mode, %d thread%s, pid %d", WORKERHOST_VERSION,
            wh_mode_name(cfg->mode), cfg->concurrency, cfg->concurrency == 1 ? "" : "s", (int)getpid());
     sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGTSTP);
-    sigaddset(&set, SIGUSR1);
+    host_signals(&set);
     stopper st = {h, 0};
     pthread_t t;
     bool stopping = false;

@@ -1,7 +1,6 @@
 /* lmodule.c -- see lmodule.h. */
 #include "lua/lmodule.h"
 
-#include <dirent.h>
 #include <lauxlib.h>
 #include <math.h>
 #include <stdlib.h>
@@ -11,6 +10,7 @@
 #include "core/jid.h"
 #include "core/log.h"
 #include "core/clock.h"
+#include "core/dir.h"
 #include "core/mem.h"
 #include "lua/lcall.h"
 #include "lua/lconvert.h"
@@ -195,35 +195,23 @@ static int l_register_type_mt(lua_State *L) {
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
 /* _list_scripts(dir) -> sorted list of "<dir>/<name>.lua", or nil, message */
 static int l_list_scripts(lua_State *L) {
     const char *dir = luaL_checkstring(L, 1);
-    DIR *d = opendir(dir);
-    if (d == NULL) {
+    char **names;
+    size_t n;
+    wh_err err;
+    if (wh_dir_list_lua(dir, &names, &n, &err) != 0) {
         luaL_pushfail(L);
-        lua_pushfstring(L, "cannot open %s", dir);
+        lua_pushfstring(L, "cannot open %s", err.msg);
         return 2;
     }
-    char **names = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        if (len < 5 || e->d_name[0] == '.' || strcmp(e->d_name + len - 4, ".lua") != 0) continue;
-        if (n == cap) names = wh_xrealloc(names, (cap = cap ? cap * 2 : 16) * sizeof *names);
-        names[n++] = wh_xstrdup(e->d_name);
-    }
-    closedir(d);
-    qsort(names, n, sizeof *names, cmp_str);
     lua_createtable(L, (int)n, 0);
     for (size_t i = 0; i < n; i++) {
-        lua_pushfstring(L, "%s/%s", dir, names[i]);
+        lua_pushfstring(L, "%s/%s", dir, names[i]); /* may raise: names would leak */
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
-    for (size_t i = 0; i < n; i++) wh_free(names[i]);
-    wh_free(names);
+    wh_dir_free_list(names, n);
     return 1;
 }
 
