@@ -114,10 +114,16 @@ int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, s
 int wh_host_wait_idle(wh_host *h, double within, wh_err *err);
 
 /* Stops taking jobs, lets running ones finish for up to `timeout` seconds
- * (< 0: workers.shutdown_timeout), and stops. Idempotent. Owner thread only. */
+ * (< 0: workers.shutdown_timeout), then interrupts Lua code still running,
+ * and stops. A worker thread stuck inside a long C call (os.execute, say)
+ * cannot be interrupted: it is left behind, and wh_host_free will then not
+ * free the host (that thread still uses it when the call returns).
+ * Jobs still queued in memory (BackgroundAsync) are abandoned; their count
+ * is logged. Idempotent. Owner thread only. */
 int wh_host_stop(wh_host *h, double timeout, wh_err *err);
 
-/* Stops the host if needed and releases it. Accepts NULL. Owner thread only. */
+/* Stops the host if needed and releases it (see wh_host_stop for the one
+ * case where it is deliberately kept). Accepts NULL. Owner thread only. */
 void wh_host_free(wh_host *h);
 
 #ifdef __cplusplus

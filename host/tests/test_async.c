@@ -71,6 +71,16 @@ static void make_app(void) {
                "return wh.worker { timeout = 60, args = { seconds = 'number' }, perform = function(args)\n"
                "  local t0 = os.clock() while os.clock() - t0 < args.seconds do end\n"
                "end }\n");
+    write_file("workers/counter.lua",
+               "local wh = require 'workerhost'\n"
+               "local count = 0\n"
+               "return wh.worker { args = { n = 'integer' }, perform = function(args)\n"
+               "  count = count + 1\n"
+               "  if count ~= args.n then error('count ' .. count .. ', expected ' .. args.n) end\n"
+               "end }\n");
+    write_file("workers/sleeper.lua",
+               "local wh = require 'workerhost'\n"
+               "return wh.worker { timeout = 60, perform = function() os.execute('sleep 3') end }\n");
     write_file("workers/high.lua",
                "local wh = require 'workerhost'\n"
                "return wh.worker { queue = 'high', args = { n = 'integer' }, perform = function() end }\n");
@@ -479,6 +489,48 @@ static void test_shutdown_timeout_interrupts_lua(void) {
     env_close(&e);
 }
 
+static void test_recycling_rebuilds_from_sources_in_memory(void) {
+    env e;
+    ASSERT_EQ_INT(env_open(&e, "workers:\n  concurrency: 1\n  recycle_after_jobs: 2\n", false, false), 0);
+    /* the module-level counter starts again in each new VM: 1, 2, 1, 2, ... */
+    const char *ns[] = {"{\"n\":1}", "{\"n\":2}", "{\"n\":1}", "{\"n\":2}", "{\"n\":1}"};
+    for (int i = 0; i < 5; i++) ASSERT_EQ_INT(push(&e, "Counter", ns[i], NULL, NULL), 0);
+    /* change the script on disk: rebuilt VMs must still run the code the
+     * host started with (only a reload changes code) */
+    write_file("workers/counter.lua", "local wh = require 'workerhost'\n"
+                                      "return wh.worker { args = { n = 'integer' }, perform = function() error('new code ran') end }\n");
+    wh_err err;
+    ASSERT_EQ_INT(wh_async_start(e.a, &err), 0);
+    wh_async_wait_idle(e.a, 0);
+    ASSERT_EQ_INT(nrecs(&e), 5);
+    for (size_t i = 0; i < 5; i++) {
+        ASSERT_EQ_INT(e.recs[i].rc, 0);
+    }
+    wh_async_stats s;
+    wh_async_get_stats(e.a, &s);
+    ASSERT_EQ_INT(s.vm_rebuilds, 2);
+    env_close(&e);
+    write_file("workers/counter.lua", "local wh = require 'workerhost'\n"
+                                      "return wh.worker { args = { n = 'integer' }, perform = function() end }\n");
+}
+
+static void test_stop_leaves_a_thread_stuck_in_c_behind(void) {
+    env e;
+    ASSERT_EQ_INT(env_open(&e, "workers:\n  concurrency: 1\n", false, true), 0);
+    ASSERT_EQ_INT(push(&e, "Sleeper", "{}", NULL, NULL), 0);
+    for (int i = 0; i < 200; i++) {
+        wh_async_stats s;
+        wh_async_get_stats(e.a, &s);
+        if (s.running == 1) break;
+        usleep(5000);
+    }
+    double t0 = wh_clock_monotonic();
+    wh_async_stop(e.a, 0.2);
+    /* the timeout, plus the second the interrupt gets: not the 3 s sleep */
+    ASSERT(wh_clock_monotonic() - t0 < 2.5);
+    env_close(&e); /* must not free what the sleeping thread will touch */
+}
+
 static void test_quiet_starts_nothing(void) {
     env e;
     ASSERT_EQ_INT(env_open(&e, "workers:\n  concurrency: 1\n", false, true), 0);
@@ -508,6 +560,8 @@ int main(void) {
     RUN(test_shutdown_while_busy);
     RUN(test_shutdown_timeout_interrupts_lua);
     RUN(test_quiet_starts_nothing);
+    RUN(test_recycling_rebuilds_from_sources_in_memory);
+    RUN(test_stop_leaves_a_thread_stuck_in_c_behind);
     remove_app();
     return TEST_REPORT();
 }

@@ -75,6 +75,7 @@ struct wh_async {
     size_t dead_n, dead_head;
 
     uint64_t processed, failed, dead_total, vm_rebuilds;
+    size_t left_behind; /* threads detached while stuck in a C call */
 };
 
 static double now_of(const wh_async *a) {
@@ -561,8 +562,11 @@ size_t wh_async_stop(wh_async *a, double timeout) {
         bool busy = w->busy;
         pthread_mutex_unlock(&a->lock);
         if (busy) {
-            pthread_detach(w->thread); /* stuck inside a C call: left behind */
-            w->vm = NULL;              /* still in use by that thread */
+            /* stuck inside a C call: left behind. It still uses its VM and
+             * this engine when the call returns, so neither is ever freed
+             * (wh_async_free leaks them on purpose). */
+            pthread_detach(w->thread);
+            a->left_behind++;
         } else {
             pthread_join(w->thread, NULL);
         }
@@ -585,6 +589,7 @@ size_t wh_async_stop(wh_async *a, double timeout) {
 void wh_async_free(wh_async *a) {
     if (a == NULL) return;
     wh_async_stop(a, a->cfg->shutdown_timeout);
+    if (a->left_behind) return; /* see wh_async_stop: a thread may still touch it */
     for (size_t i = 0; i < a->nworkers; i++) wh_vm_free(a->workers[i].vm);
     wh_free(a->workers);
     for (size_t i = 0; i < a->nqueues; i++) {
@@ -608,6 +613,8 @@ void wh_async_free(wh_async *a) {
     wh_catalog_release(a->o.catalog);
     wh_free(a);
 }
+
+size_t wh_async_left_behind(const wh_async *a) { return a ? a->left_behind : 0; }
 
 void wh_async_get_stats(wh_async *a, wh_async_stats *s) {
     pthread_mutex_lock(&a->lock);

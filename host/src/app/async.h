@@ -88,9 +88,15 @@ void wh_async_quiet(wh_async *a);
  * number of jobs abandoned in memory (queued + scheduled), and logs it. */
 size_t wh_async_stop(wh_async *a, double timeout);
 
-void wh_async_free(wh_async *a); /* stops first if needed; accepts NULL */
+/* Stops first if needed; accepts NULL. When wh_async_stop had to leave a
+ * thread behind, the engine (and that thread's VM) is deliberately not
+ * freed, since the thread touches it when its C call returns. */
+void wh_async_free(wh_async *a);
 
 void wh_async_get_stats(wh_async *a, wh_async_stats *out);
+
+/* How many threads the last stop left behind inside a C call. */
+size_t wh_async_left_behind(const wh_async *a);
 
 /* Sidekiq's retry delay in seconds for the count-th retry (count from 0):
  * count^4 + 15 + rand(10) * (count + 1), rand taken from `r` in [0, 10). */

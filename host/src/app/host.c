@@ -267,6 +267,13 @@ int wh_host_stop(wh_host *h, double timeout, wh_err *err) {
 void wh_host_free(wh_host *h) {
     if (h == NULL) return;
     wh_host_stop(h, -1, NULL);
+    if (wh_async_left_behind(h->async)) {
+        /* a thread stuck in a C call still reads the configuration and the
+         * catalog when it returns: leave the host allocated (see wh_host_stop) */
+        wh_log(WH_LOG_WARN, NULL, NULL, "host not freed: %zu thread%s still inside a C call",
+               wh_async_left_behind(h->async), wh_async_left_behind(h->async) == 1 ? " is" : "s are");
+        return;
+    }
     wh_async_free(h->async);
     for (size_t i = 0; i < h->nidle; i++) wh_vm_free(h->idle[i]);
     wh_free(h->idle);
