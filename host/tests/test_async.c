@@ -187,7 +187,9 @@ static int env_open(env *e, const char *yaml, bool fake, bool start) {
 }
 
 static void env_close(env *e) {
+    bool left = wh_async_left_behind(e->a) > 0;
     wh_async_free(e->a);
+    if (left) return; /* a thread stuck in C still uses the engine, its config and catalog */
     wh_catalog_release(e->cat);
     wh_config_free(e->cfg);
     wh_free(e->recs);
