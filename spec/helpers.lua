@@ -93,7 +93,8 @@ function H.sh(cmdline)
 end
 
 -- Builds the command line for workerhost with the given words (each quoted).
--- opts: cwd (default: H.root), env (table of NAME = value; false unsets).
+-- opts: cwd (default: H.root), env (table of NAME = value; false unsets),
+-- timeout (seconds, default 30).
 local function cmdline(words, opts)
   opts = opts or {}
   local parts = {}
@@ -102,6 +103,8 @@ local function cmdline(words, opts)
   for k, v in pairs(opts.env or {}) do
     if v then parts[#parts + 1] = k .. "=" .. H.q(v) end
   end
+  -- a hung command fails its test (status 124) instead of hanging the suite
+  parts[#parts + 1] = "timeout " .. (opts.timeout or 30)
   parts[#parts + 1] = H.q(H.bin)
   for _, w in ipairs(words) do parts[#parts + 1] = H.q(w) end
   return table.concat(parts, " ")

@@ -266,6 +266,13 @@ static void settle(wh_async *a, wh_job *job, const wh_run_result *res) {
     job->first_attempt_done = true;
     pthread_mutex_lock(&a->lock);
     a->processed++;
+    if (a->o.outcome) {
+        if (res->rc) a->failed++;
+        bool stopping = a->stopping;
+        pthread_mutex_unlock(&a->lock);
+        a->o.outcome(a->o.outcome_ud, job, res, stopping);
+        return;
+    }
     if (res->rc == 0) {
         pthread_mutex_unlock(&a->lock);
         wh_job_free(job);

@@ -43,6 +43,12 @@ typedef struct wh_async_options {
     void *observer_ud;
     /* 0 = no jitter in the retry backoff (tests); otherwise rand(10) as Sidekiq */
     bool no_jitter;
+    /* BackgroundQueue: every finished attempt goes here (the job's ownership
+     * with it) instead of the in-memory retry and dead list. Called on the
+     * worker thread, without the engine's lock. `stopping` tells that the
+     * engine was stopping when the attempt ended. */
+    void (*outcome)(void *ud, wh_job *job, const wh_run_result *res, bool stopping);
+    void *outcome_ud;
 } wh_async_options;
 
 typedef struct wh_async_stats {

@@ -52,6 +52,11 @@ static int read_fields(wh_job *job, wh_err *err) {
     }
     job->created_at = number_of(field(p, "created_at"));
     job->enqueued_at = number_of(field(p, "enqueued_at"));
+    const wh_json *h = field(p, "wh_schema");
+    if (h && h->type == WH_JSON_STRING && h->u.str.len < sizeof job->schema_hash) {
+        memcpy(job->schema_hash, h->u.str.s, h->u.str.len);
+        job->schema_hash[h->u.str.len] = '\0';
+    }
     return 0;
 }
 
@@ -87,6 +92,7 @@ wh_job *wh_job_new(const wh_worker_def *def, wh_json_doc *doc, const wh_json *ar
      * the payload from these fields. A job is its arguments plus ~200 bytes. */
     job->payload = NULL;
     job->args = wh_schema_payload_args(def->schema, doc, args);
+    memcpy(job->schema_hash, wh_schema_hash(def->schema), sizeof job->schema_hash);
     return job;
 }
 
@@ -102,7 +108,9 @@ static void write_float(wh_buf *out, double d) {
     wh_json_write(out, &v, NULL);
 }
 
-int wh_job_write(const wh_job *job, wh_buf *out, wh_err *err) {
+int wh_job_write(const wh_job *job, wh_buf *out, wh_err *err) { return wh_job_write_opts(job, out, true, err); }
+
+int wh_job_write_opts(const wh_job *job, wh_buf *out, bool with_enqueued_at, wh_err *err) {
     if (job->payload) return wh_json_write(out, job->payload, err);
     /* a job made here: Sidekiq's field order, as its client writes it */
     wh_buf_puts(out, "{\"class\":");
@@ -116,8 +124,11 @@ int wh_job_write(const wh_job *job, wh_buf *out, wh_err *err) {
     else wh_buf_printf(out, ",\"retry\":%d", job->retry);
     wh_buf_printf(out, ",\"jid\":\"%s\",\"created_at\":", job->jid);
     write_float(out, job->created_at);
-    wh_buf_puts(out, ",\"enqueued_at\":");
-    write_float(out, job->enqueued_at);
+    if (with_enqueued_at) {
+        wh_buf_puts(out, ",\"enqueued_at\":");
+        write_float(out, job->enqueued_at);
+    }
+    if (job->schema_hash[0]) wh_buf_printf(out, ",\"wh_schema\":\"%s\"", job->schema_hash);
     wh_buf_putc(out, '}');
     return 0;
 }
@@ -130,4 +141,35 @@ void wh_job_meta_of(const wh_job *job, wh_job_meta *out) {
     out->retry_count = job->retry_count;
     out->created_at = job->created_at;
     out->enqueued_at = job->enqueued_at;
+}
+
+int wh_job_rewrite(const wh_json *payload, const wh_json_member *set, size_t nset, wh_buf *out, wh_err *err) {
+    if (payload == NULL || payload->type != WH_JSON_OBJECT)
+        return wh_err_set(err, WH_EJSON, "wh_job_rewrite: not an object");
+    wh_buf_putc(out, '{');
+    bool first = true;
+    for (size_t i = 0; i < payload->u.obj.n; i++) {
+        const wh_json_member *m = &payload->u.obj.members[i];
+        bool replaced = false;
+        for (size_t k = 0; k < nset && !replaced; k++)
+            replaced = set[k].key_len == m->key_len && memcmp(set[k].key, m->key, m->key_len) == 0;
+        if (replaced) continue;
+        if (!first) wh_buf_putc(out, ',');
+        first = false;
+        wh_json_write_string(out, m->key, m->key_len);
+        wh_buf_putc(out, ':');
+        int rc = wh_json_write(out, &m->value, err);
+        if (rc) return rc;
+    }
+    for (size_t k = 0; k < nset; k++) {
+        if (set[k].value.type == WH_JSON_NULL && set[k].key_len == 0) continue;
+        if (!first) wh_buf_putc(out, ',');
+        first = false;
+        wh_json_write_string(out, set[k].key, set[k].key_len);
+        wh_buf_putc(out, ':');
+        int rc = wh_json_write(out, &set[k].value, err);
+        if (rc) return rc;
+    }
+    wh_buf_putc(out, '}');
+    return 0;
 }

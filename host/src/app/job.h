@@ -30,6 +30,10 @@ typedef struct wh_job {
     int64_t retry_count;
     double created_at, enqueued_at;
     double run_at;          /* when it should run (epoch s); 0 = now */
+    char schema_hash[17];   /* of the schema the args were checked against; "" if unknown */
+    const char *raw;        /* BackgroundQueue: the exact bytes fetched (in doc), or NULL */
+    size_t raw_len;
+    const char *source_queue; /* BackgroundQueue: the queue it was fetched from (in doc) */
 
     /* private to the engine that holds the job */
     struct wh_job *next;    /* queue link */
@@ -51,8 +55,21 @@ wh_job *wh_job_new(const wh_worker_def *def, wh_json_doc *args_doc, const wh_jso
 
 void wh_job_free(wh_job *job); /* accepts NULL */
 
-/* Appends the payload's compact JSON text. */
+/* Appends the payload's compact JSON text: as parsed (byte for byte, numbers
+ * included), or for a job made by wh_job_new, as Sidekiq's client writes it:
+ * class, args, queue, retry (always), jid, created_at, enqueued_at (float
+ * seconds), plus "wh_schema", the hash of the schema its arguments were
+ * checked against (hosts use it to tell version skew from bad arguments). */
 int wh_job_write(const wh_job *job, wh_buf *out, wh_err *err);
+/* The same, without enqueued_at when with_enqueued_at is false (members of
+ * the schedule set carry none, as Sidekiq writes them). */
+int wh_job_write_opts(const wh_job *job, wh_buf *out, bool with_enqueued_at, wh_err *err);
+
+/* Writes payload (a parsed object) with the members in `set` replaced or
+ * added: every other member is written exactly as it was read (numbers keep
+ * their text), in its place; the new values follow at the end. Used for
+ * retries (error fields) and the scheduler (a fresh enqueued_at). */
+int wh_job_rewrite(const wh_json *payload, const wh_json_member *set, size_t nset, wh_buf *out, wh_err *err);
 
 /* The job's meta view for perform's `job` table (borrows from job). */
 void wh_job_meta_of(const wh_job *job, wh_job_meta *out);

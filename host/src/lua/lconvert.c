@@ -63,7 +63,7 @@ static void push_object(lua_State *L, const wh_json *v, const wh_type *t) {
     for (size_t i = 0; i < n; i++) {
         const wh_json_member *m = &v->u.obj.members[i];
         const wh_field *f = t ? wh_type_field(t, m->key, m->key_len) : NULL;
-        if (m->value.type == WH_JSON_NULL && f) {
+        if (m->value.type == WH_JSON_NULL && f && f->type->kind != WH_T_ANY) {
             if (f->type->default_value == NULL) continue; /* optional field: nil */
             wh_lconvert_push(L, f->type->default_value, f->type);
         } else {

@@ -222,6 +222,11 @@ static int l_name_from_file(lua_State *L) {
     return 1;
 }
 
+static int l_valid_name(lua_State *L) {
+    lua_pushboolean(L, wh_lworker_valid_name(luaL_checkstring(L, 1)));
+    return 1;
+}
+
 static int l_is_worker(lua_State *L) {
     wh_lworker_info info;
     lua_pushboolean(L, wh_lworker_info_get(L, 1, &info) == 0);
@@ -243,6 +248,7 @@ static const luaL_Reg core_funcs[] = {
     {"_list_scripts", l_list_scripts},
     {"_name_from_file", l_name_from_file},
     {"_is_worker", l_is_worker},
+    {"_valid_name", l_valid_name},
     {"_new_jid", l_new_jid},
     {NULL, NULL},
 };

@@ -171,6 +171,8 @@ static int compile_table_type(compiler *c, int idx, wh_type **out) {
         if (rc) { t->has_min_items = true; t->min_items = z; }
         if ((rc = opt_size(c, idx, "max_items", &z)) < 0) return rc;
         if (rc) { t->has_max_items = true; t->max_items = z; }
+        if (t->has_min_items && t->has_max_items && t->min_items > t->max_items)
+            return cfail(c, "min_items is greater than max_items%s", "");
         lua_getfield(L, idx, "of");
         size_t base = c->path.len;
         wh_buf_puts(&c->path, "[]");

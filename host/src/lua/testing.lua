@@ -22,7 +22,13 @@ local function load_worker(path)
   if not wh._is_worker(def) then
     error(path .. ": the script must return wh.worker{...}, got " .. type(def), 0)
   end
-  if def.name == nil then def.name = wh._name_from_file(path) end
+  if def.name == nil then
+    local name = wh._name_from_file(path)
+    if not wh._valid_name(name) then
+      error(path .. ": cannot make a class name from the file name; set name = ...", 0)
+    end
+    def.name = name
+  end
   def.file = path
   return def
 end

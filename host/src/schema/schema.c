@@ -247,11 +247,11 @@ int wh_type_check(const wh_type *t, const wh_json *v, wh_buf *path, wh_err *err)
         if (!t->has_min_len && !t->has_max_len) return 0;
         size_t n = wh_json_utf8_len(v->u.str.s, v->u.str.len);
         if (t->has_min_len && n < t->min_len)
-            return wh_err_set(err, WH_EARGS, "%s: expected at least %zu characters, got %zu",
-                              wh_buf_cstr(path), t->min_len, n);
+            return wh_err_set(err, WH_EARGS, "%s: expected at least %zu character%s, got %zu",
+                              wh_buf_cstr(path), t->min_len, t->min_len == 1 ? "" : "s", n);
         if (t->has_max_len && n > t->max_len)
-            return wh_err_set(err, WH_EARGS, "%s: expected at most %zu characters, got %zu",
-                              wh_buf_cstr(path), t->max_len, n);
+            return wh_err_set(err, WH_EARGS, "%s: expected at most %zu character%s, got %zu",
+                              wh_buf_cstr(path), t->max_len, t->max_len == 1 ? "" : "s", n);
         return 0;
     }
     case WH_T_INTEGER:
@@ -293,11 +293,11 @@ int wh_type_check(const wh_type *t, const wh_json *v, wh_buf *path, wh_err *err)
         if (v->type != WH_JSON_ARRAY) return type_mismatch(t, v, path, err);
         size_t n = v->u.arr.n;
         if (t->has_min_items && n < t->min_items)
-            return wh_err_set(err, WH_EARGS, "%s: expected at least %zu items, got %zu",
-                              wh_buf_cstr(path), t->min_items, n);
+            return wh_err_set(err, WH_EARGS, "%s: expected at least %zu item%s, got %zu",
+                              wh_buf_cstr(path), t->min_items, t->min_items == 1 ? "" : "s", n);
         if (t->has_max_items && n > t->max_items)
-            return wh_err_set(err, WH_EARGS, "%s: expected at most %zu items, got %zu",
-                              wh_buf_cstr(path), t->max_items, n);
+            return wh_err_set(err, WH_EARGS, "%s: expected at most %zu item%s, got %zu",
+                              wh_buf_cstr(path), t->max_items, t->max_items == 1 ? "" : "s", n);
         size_t base = path->len;
         for (size_t i = 0; i < n; i++) {
             wh_buf_printf(path, "[%zu]", i + 1);
