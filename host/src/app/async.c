@@ -33,6 +33,8 @@ typedef struct worker {
     pthread_t thread;
     wh_vm *vm;            /* owned by this thread while it runs */
     bool busy;            /* running a job (under the lock) */
+    const wh_job *current; /* the job it runs (under the lock) */
+    double current_since;  /* epoch seconds */
     bool started;
     long jobs_since_build;
 } worker;
@@ -394,6 +396,8 @@ static void *worker_main(void *arg) {
         }
         a->running++;
         w->busy = true;
+        w->current = job;
+        w->current_since = now_of(a);
         pthread_mutex_unlock(&a->lock);
 
         if (needs_rebuild(w, a->cfg)) rebuild(w);
@@ -407,6 +411,9 @@ static void *worker_main(void *arg) {
         }
         if (a->o.observer) a->o.observer(a->o.observer_ud, job, &res);
         wh_free(res.traceback);
+        pthread_mutex_lock(&a->lock);
+        w->current = NULL;
+        pthread_mutex_unlock(&a->lock);
         settle(a, job, &res);
 
         pthread_mutex_lock(&a->lock);
@@ -585,7 +592,7 @@ size_t wh_async_stop(wh_async *a, double timeout) {
     }
     if (stuck) wh_log(WH_LOG_WARN, NULL, NULL, "%zu job%s still inside a C call after the shutdown timeout; left behind",
                       stuck, stuck == 1 ? " is" : "s are");
-    if (first && a->started)
+    if (first && a->started && a->o.outcome == NULL) /* BackgroundQueue: they are still in Redis */
         wh_log(abandoned ? WH_LOG_WARN : WH_LOG_DEBUG, NULL, NULL,
                "stopped: %zu job%s held in memory abandoned (BackgroundAsync keeps jobs in memory only)",
                abandoned, abandoned == 1 ? "" : "s");
@@ -619,6 +626,14 @@ void wh_async_free(wh_async *a) {
     pthread_cond_destroy(&a->sched);
     wh_catalog_release(a->o.catalog);
     wh_free(a);
+}
+
+void wh_async_each_running(wh_async *a, void (*fn)(void *ud, size_t worker, const wh_job *job, double since),
+                           void *ud) {
+    pthread_mutex_lock(&a->lock);
+    for (size_t i = 0; i < a->nworkers; i++)
+        if (a->workers[i].current) fn(ud, i, a->workers[i].current, a->workers[i].current_since);
+    pthread_mutex_unlock(&a->lock);
 }
 
 size_t wh_async_left_behind(const wh_async *a) { return a ? a->left_behind : 0; }

@@ -101,6 +101,11 @@ void wh_async_free(wh_async *a);
 
 void wh_async_get_stats(wh_async *a, wh_async_stats *out);
 
+/* Calls fn for each job running now, under the engine's lock (fn must be
+ * quick and must not call the engine; job is borrowed for the call). */
+void wh_async_each_running(wh_async *a, void (*fn)(void *ud, size_t worker, const wh_job *job, double since),
+                           void *ud);
+
 /* How many threads the last stop left behind inside a C call. */
 size_t wh_async_left_behind(const wh_async *a);
 

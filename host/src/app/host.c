@@ -22,13 +22,15 @@
 #include "core/mem.h"
 #include "lua/lmodule.h"
 #include "lua/vm.h"
+#include "redis/server.h"
 
 struct wh_host {
     wh_config *cfg;
     wh_catalog *cat;
     wh_lhost lhost; /* behind wh.enqueue in this host's VMs */
     bool started, stopped;
-    wh_async *async; /* BackgroundAsync engine, NULL in other modes */
+    wh_async *async; /* the executor: BackgroundAsync and BackgroundQueue; NULL in ForegroundBlocking */
+    wh_rserver *rserver; /* BackgroundQueue: fetch from and record to Redis */
     wh_async_observer observer;
     void *observer_ud;
 
@@ -126,7 +128,7 @@ static int lhost_enqueue(void *ud, lua_State *L, const char *name, wh_json_doc *
     wh_host *h = ud;
     const wh_worker_def *def = wh_catalog_find(h->cat, name);
     wh_job *job = wh_job_new(def, doc, args, opts, wh_clock_wall());
-    if (h->async) {
+    if (h->cfg->mode == WH_MODE_BACKGROUND_ASYNC) {
         char jid[WH_JID_SIZE];
         memcpy(jid, job->jid, sizeof jid);
         int rc = wh_async_push(h->async, job, err);
@@ -208,6 +210,7 @@ int wh_host_wait_idle(wh_host *h, double within, wh_err *err) {
 }
 
 void wh_host_quiet(wh_host *h) {
+    if (h->rserver) wh_rserver_quiet(h->rserver);
     if (h->async) wh_async_quiet(h->async);
 }
 
@@ -232,10 +235,23 @@ int wh_host_new_mode(wh_host **out, const wh_host_options *opts, const wh_mode *
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
     h->idle = wh_xcalloc((size_t)cfg->concurrency, sizeof *h->idle);
-    if (cfg->mode == WH_MODE_BACKGROUND_ASYNC) {
+    if (cfg->mode == WH_MODE_BACKGROUND_QUEUE) {
+        wh_rserver_options ro = {cfg, cat};
+        rc = wh_rserver_new(&ro, &h->rserver, err);
+        if (rc) {
+            wh_host_free(h);
+            return rc;
+        }
+    }
+    if (cfg->mode != WH_MODE_FOREGROUND_BLOCKING) {
         wh_async_options ao = {.cfg = cfg, .catalog = cat, .lhost = &h->lhost,
                                .observer = host_observer, .observer_ud = h};
+        if (h->rserver) {
+            ao.outcome = wh_rserver_outcome;
+            ao.outcome_ud = h->rserver;
+        }
         h->async = wh_async_new(&ao);
+        if (h->rserver) wh_rserver_set_executor(h->rserver, h->async);
     }
     *out = h;
     return 0;
@@ -251,7 +267,11 @@ int wh_host_start(wh_host *h, wh_err *err) {
     if (h->stopped) return wh_err_set(err, WH_ESTATE, "the host is stopped");
     h->started = true;
     if (h->cfg->mode == WH_MODE_FOREGROUND_BLOCKING) return 0;
-    if (h->async) return wh_async_start(h->async, err);
+    if (h->async) {
+        int rc = wh_async_start(h->async, err);
+        if (rc == 0 && h->rserver) rc = wh_rserver_start(h->rserver, err);
+        return rc;
+    }
     return wh_err_set(err, WH_EUNAVAIL, "workers.mode %s is not available in this build",
                       wh_mode_name(h->cfg->mode));
 }
@@ -260,7 +280,9 @@ int wh_host_stop(wh_host *h, double timeout, wh_err *err) {
     if (h == NULL) return wh_err_set(err, WH_EINVAL, "wh_host_stop: NULL host");
     if (h->stopped) return 0;
     h->stopped = true;
-    if (h->async) wh_async_stop(h->async, timeout < 0 ? h->cfg->shutdown_timeout : timeout);
+    double t = timeout < 0 ? h->cfg->shutdown_timeout : timeout;
+    if (h->rserver) wh_rserver_stop(h->rserver, t); /* stops the executor in its order */
+    else if (h->async) wh_async_stop(h->async, t);
     return 0;
 }
 
@@ -274,6 +296,7 @@ void wh_host_free(wh_host *h) {
                wh_async_left_behind(h->async), wh_async_left_behind(h->async) == 1 ? " is" : "s are");
         return;
     }
+    wh_rserver_free(h->rserver);
     wh_async_free(h->async);
     for (size_t i = 0; i < h->nidle; i++) wh_vm_free(h->idle[i]);
     wh_free(h->idle);

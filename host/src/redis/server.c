@@ -1,0 +1,1451 @@
+/* server.c -- see server.h.
+ *
+ * Everything below the "I/O thread" banner runs on the I/O thread only; the
+ * few entry points other threads use (outcome, quiet, stop) hand their work
+ * over through the `lock`-protected fields and uv_async_send. */
+#include "redis/server.h"
+
+#include <errno.h>
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "app/runner.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/jid.h"
+#include "core/log.h"
+#include "core/mem.h"
+#include "redis/keys.h"
+#include "redis/scripts.h"
+#include "redis/uri.h"
+
+/* ==== tunables ============================================================ */
+
+#define HEARTBEAT_S 5.0
+#define SCHEDULER_MS 50          /* due jobs are on their queue within ~this */
+#define REAPER_S 60.0
+#define REAPER_LOCK_MS 30000
+#define BLOCK_TIMEOUT_S 2        /* BLMOVE timeout: the server-side bound */
+#define WATCHDOG_MS 500
+#define COMMAND_DEADLINE_S 10.0  /* a command unanswered this long: the link is dead */
+#define BACKOFF_MIN_S 0.1
+#define BACKOFF_MAX_S 5.0
+#define ACK_BATCH 200
+#define DUE_BATCH 100
+
+/* ==== data ================================================================ */
+
+typedef struct ack {
+    struct ack *next;
+    char *queue;   /* the queue it was fetched from (its in-flight list) */
+    char *raw;     /* the exact bytes fetched */
+    size_t raw_len;
+    char kind;     /* o, r, d, x, n (see scripts.h) */
+    char *newp;    /* retry or dead payload, or NULL */
+    size_t newp_len;
+    double score;
+} ack;
+
+typedef struct conn conn;
+typedef void (*reply_fn)(wh_rserver *s, conn *c, redisReply *r, void *data);
+
+struct conn {
+    wh_rserver *s;
+    redisAsyncContext *ac; /* NULL while down */
+    bool ready;            /* connected, authenticated, db selected */
+    size_t pending;        /* commands sent, not answered */
+    double last_io;        /* monotonic time of the last send or reply */
+    int queue;             /* blocker: index of its queue; -1 for the command connection */
+    bool blocking;         /* a BLMOVE is outstanding */
+};
+
+typedef struct req {
+    conn *c;
+    reply_fn fn;
+    void *data;
+} req;
+
+struct wh_rserver {
+    const wh_config *cfg;
+    wh_catalog *catalog;
+    wh_async *exec;
+    wh_redis_uri uri;
+    char uri_shown[256];
+    char *ns;        /* "ns:" or "" */
+    char identity[300];
+    char *info_json; /* the heartbeat's info, computed once */
+
+    char **queues;   /* fetched queues, in configured order */
+    int *weights;
+    size_t nqueues;
+    bool strict;
+
+    /* shared with other threads, under lock */
+    pthread_mutex_t lock;
+    ack *acks, *acks_tail;
+    size_t nacks_in;     /* outcomes handed over since the last look */
+    bool want_quiet, want_stop;
+    bool finished;       /* the I/O thread is done */
+    pthread_cond_t done;
+
+    /* the I/O thread's own */
+    uv_loop_t loop;
+    uv_thread_t thread;
+    bool thread_started;
+    uv_async_t wake;
+    uv_timer_t t_heartbeat, t_scheduler, t_reaper, t_watchdog, t_reconnect;
+    conn cmd;
+    conn *blockers;
+    double backoff;
+    bool up;              /* the command connection is ready */
+    bool quiet, stopping, final_done;
+    size_t outstanding;   /* fetched and not yet finished */
+    size_t prefetch_max;
+    bool fetch_in_flight;
+    bool idle;            /* the last fetch came back short: blockers wait */
+    bool ack_in_flight;
+    ack *inflight_acks;   /* the batch being recorded */
+    size_t inflight_n;
+    bool due_in_flight;
+    uint64_t rng;
+    double started_at;
+    size_t requeued;
+    bool logged_down;
+    size_t reap_pending;  /* peers still being checked in this reaper pass */
+};
+
+static void conn_open(wh_rserver *s, conn *c);
+static void pump(wh_rserver *s);
+static void flush_acks(wh_rserver *s);
+static void final_steps(wh_rserver *s);
+
+/* ==== keys ================================================================ */
+
+static char *keydup(const wh_rserver *s, const char *fmt, const char *a, const char *b2) {
+    wh_buf b = WH_BUF_INIT;
+    wh_buf_puts(&b, s->ns);
+    wh_buf_printf(&b, fmt, a, b2 ? b2 : "");
+    return wh_buf_steal(&b);
+}
+
+
+/* ==== commands ============================================================ */
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *privdata) {
+    req *r = privdata;
+    conn *c = r->c;
+    (void)ac;
+    if (c->pending) c->pending--;
+    c->last_io = wh_clock_monotonic();
+    if (r->fn) r->fn(c->s, c, reply, r->data);
+    wh_free(r);
+}
+
+/* Sends a command given as argv; fn (may be NULL) gets the reply, or NULL
+ * when the connection goes away first. Returns false if not sent. */
+static bool send_argv(conn *c, reply_fn fn, void *data, int argc, const char **argv, const size_t *lens) {
+    if (c->ac == NULL) return false;
+    req *r = wh_xmalloc(sizeof *r);
+    r->c = c;
+    r->fn = fn;
+    r->data = data;
+    if (redisAsyncCommandArgv(c->ac, on_reply, r, argc, argv, lens) != REDIS_OK) {
+        wh_free(r);
+        return false;
+    }
+    if (c->pending++ == 0) c->last_io = wh_clock_monotonic();
+    return true;
+}
+
+/* argv builder */
+typedef struct argv_b {
+    const char **v;
+    size_t *l;
+    int n, cap;
+    wh_buf owned; /* numbers formatted here are kept as separate strings */
+    char **strs;
+    int nstrs;
+} argv_b;
+
+static void av_init(argv_b *a) { memset(a, 0, sizeof *a); }
+
+static void av_add(argv_b *a, const char *p, size_t len) {
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 16;
+        a->v = wh_xrealloc(a->v, (size_t)a->cap * sizeof *a->v);
+        a->l = wh_xrealloc(a->l, (size_t)a->cap * sizeof *a->l);
+    }
+    a->v[a->n] = p;
+    a->l[a->n] = len;
+    a->n++;
+}
+
+static void av_adds(argv_b *a, const char *p) { av_add(a, p, strlen(p)); }
+
+/* adds an owned copy (freed with the builder) */
+static void av_addf(argv_b *a, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    wh_buf b = WH_BUF_INIT;
+    wh_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    a->strs = wh_xrealloc(a->strs, (size_t)(a->nstrs + 1) * sizeof *a->strs);
+    size_t len = b.len;
+    char *p = wh_buf_steal(&b);
+    a->strs[a->nstrs++] = p;
+    av_add(a, p, len);
+}
+
+static void av_free(argv_b *a) {
+    for (int i = 0; i < a->nstrs; i++) wh_free(a->strs[i]);
+    wh_free(a->strs);
+    wh_free(a->v);
+    wh_free(a->l);
+}
+
+static bool send_b(conn *c, reply_fn fn, void *data, argv_b *a) {
+    bool ok = send_argv(c, fn, data, a->n, a->v, a->l);
+    av_free(a);
+    return ok;
+}
+
+static bool reply_error(const wh_rserver *s, redisReply *r, const char *what) {
+    (void)s;
+    if (r == NULL) return true; /* the connection went away; logged there */
+    if (r->type == REDIS_REPLY_ERROR) {
+        wh_log(WH_LOG_ERROR, NULL, NULL, "redis: %s: %s", what, r->str);
+        return true;
+    }
+    return false;
+}
+
+/* ==== connections ========================================================= */
+
+static void schedule_reconnect(wh_rserver *s);
+
+static void on_disconnect(const redisAsyncContext *ac, int status) {
+    conn *c = ac->data;
+    if (c == NULL) return;
+    wh_rserver *s = c->s;
+    c->ac = NULL;
+    c->ready = false;
+    c->pending = 0;
+    c->blocking = false;
+    if (c == &s->cmd) {
+        s->up = false;
+        s->fetch_in_flight = s->ack_in_flight = s->due_in_flight = false;
+        if (s->inflight_acks) { /* not recorded: back to the front, to try again */
+            ack *last = s->inflight_acks;
+            while (last->next) last = last->next;
+            pthread_mutex_lock(&s->lock);
+            last->next = s->acks;
+            s->acks = s->inflight_acks;
+            if (s->acks_tail == NULL) s->acks_tail = last;
+            pthread_mutex_unlock(&s->lock);
+            s->inflight_acks = NULL;
+        }
+        if (!s->final_done)
+            wh_log(WH_LOG_WARN, NULL, NULL, "redis: lost the connection to %s%s%s", s->uri_shown,
+                   status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
+        schedule_reconnect(s);
+    }
+}
+
+static void on_connect(const redisAsyncContext *ac, int status) {
+    conn *c = ac->data;
+    if (status == REDIS_OK) return;
+    wh_rserver *s = c->s;
+    if (c == &s->cmd && !s->logged_down) {
+        wh_log(WH_LOG_WARN, NULL, NULL, "redis: cannot connect to %s: %s (retrying)", s->uri_shown, ac->errstr);
+        s->logged_down = true;
+    }
+    c->ac = NULL; /* hiredis frees the context after this callback */
+    c->ready = false;
+    c->pending = 0;
+    if (c == &s->cmd) schedule_reconnect(s);
+}
+
+static void became_ready(wh_rserver *s);
+
+static void on_select(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)data;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        if (r) wh_log(WH_LOG_ERROR, NULL, NULL, "redis: %s: %s", s->uri_shown, r->str);
+        if (c->ac) redisAsyncDisconnect(c->ac);
+        return;
+    }
+    c->ready = true;
+    if (c == &s->cmd) became_ready(s);
+    else pump(s);
+}
+
+static void on_auth(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)data;
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        wh_log(WH_LOG_ERROR, NULL, NULL, "redis: authentication to %s failed: %s", s->uri_shown, r->str);
+        if (c->ac) redisAsyncDisconnect(c->ac);
+    }
+}
+
+static void conn_open(wh_rserver *s, conn *c) {
+    if (c->ac) return;
+    redisAsyncContext *ac = s->uri.path ? redisAsyncConnectUnix(s->uri.path)
+                                        : redisAsyncConnect(s->uri.host, s->uri.port);
+    if (ac == NULL) return;
+    if (ac->err) {
+        if (c == &s->cmd && !s->logged_down) {
+            wh_log(WH_LOG_WARN, NULL, NULL, "redis: cannot connect to %s: %s (retrying)", s->uri_shown, ac->errstr);
+            s->logged_down = true;
+        }
+        redisAsyncFree(ac);
+        if (c == &s->cmd) schedule_reconnect(s);
+        return;
+    }
+    ac->data = c;
+    c->ac = ac;
+    c->ready = false;
+    c->pending = 0;
+    c->blocking = false;
+    c->last_io = wh_clock_monotonic();
+    if (!s->uri.path) redisEnableKeepAlive(&ac->c);
+    redisLibuvAttach(ac, &s->loop);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    /* queued before the connection completes; hiredis sends them in order */
+    argv_b a;
+    if (s->uri.password) {
+        av_init(&a);
+        av_adds(&a, "AUTH");
+        if (s->uri.user) av_adds(&a, s->uri.user);
+        av_adds(&a, s->uri.password);
+        send_b(c, on_auth, NULL, &a);
+    }
+    av_init(&a);
+    av_adds(&a, "SELECT");
+    av_addf(&a, "%d", s->uri.db);
+    send_b(c, on_select, NULL, &a);
+}
+
+static void on_reconnect_timer(uv_timer_t *t) {
+    wh_rserver *s = t->data;
+    if (s->final_done) return;
+    conn_open(s, &s->cmd);
+}
+
+static void schedule_reconnect(wh_rserver *s) {
+    if (s->final_done || uv_is_closing((uv_handle_t *)&s->t_reconnect)) return;
+    s->backoff = s->backoff == 0 ? BACKOFF_MIN_S : fmin(s->backoff * 2, BACKOFF_MAX_S);
+    uv_timer_start(&s->t_reconnect, on_reconnect_timer, (uint64_t)(s->backoff * 1000), 0);
+}
+
+/* The half-open socket watchdog: hiredis 0.14's async API has no command
+ * timeouts, so a connection whose oldest command has waited too long (a
+ * blocked BLMOVE gets its own timeout plus a margin) is dropped and
+ * reopened (Sidekiq #3195 is what happens without this). */
+static void on_watchdog(uv_timer_t *t) {
+    wh_rserver *s = t->data;
+    double now = wh_clock_monotonic();
+    conn *all[1 + 64];
+    size_t n = 0;
+    all[n++] = &s->cmd;
+    for (size_t i = 0; i < s->nqueues && n < 65; i++) all[n++] = &s->blockers[i];
+    for (size_t i = 0; i < n; i++) {
+        conn *c = all[i];
+        if (c->ac == NULL || c->pending == 0) continue;
+        double limit = c->blocking ? BLOCK_TIMEOUT_S + 5.0 : COMMAND_DEADLINE_S;
+        if (!c->ready) limit = 5.0; /* connecting */
+        if (now - c->last_io > limit) {
+            wh_log(WH_LOG_WARN, NULL, NULL, "redis: no answer from %s for %.0f s; dropping the connection",
+                   s->uri_shown, now - c->last_io);
+            redisAsyncContext *ac = c->ac;
+            redisAsyncFree(ac); /* calls back every pending command with NULL, then on_disconnect */
+            if (c->ac == ac) { c->ac = NULL; c->ready = false; c->pending = 0; c->blocking = false; }
+            if (c == &s->cmd && !s->up) schedule_reconnect(s);
+        }
+    }
+    /* blockers reconnect lazily: pump opens them when needed */
+    pump(s);
+}
+
+/* ==== fetch =============================================================== */
+
+/* Queue order for this fetch: as configured (strict), or a weighted shuffle. */
+static void fetch_order(wh_rserver *s, size_t *order) {
+    for (size_t i = 0; i < s->nqueues; i++) order[i] = i;
+    if (s->strict) return;
+    /* weighted shuffle without replacement: draw by weight among the rest */
+    for (size_t k = 0; k < s->nqueues; k++) {
+        long total = 0;
+        for (size_t i = k; i < s->nqueues; i++) total += s->weights[order[i]];
+        s->rng ^= s->rng << 13; s->rng ^= s->rng >> 7; s->rng ^= s->rng << 17;
+        long r = (long)(s->rng % (uint64_t)total);
+        size_t pick = k;
+        for (size_t i = k; i < s->nqueues; i++) {
+            if (r < s->weights[order[i]]) { pick = i; break; }
+            r -= s->weights[order[i]];
+        }
+        size_t tmp = order[k]; order[k] = order[pick]; order[pick] = tmp;
+    }
+}
+
+static void deliver(wh_rserver *s, size_t qi, const char *p, size_t len) {
+    const char *queue = s->queues[qi];
+    s->outstanding++;
+    wh_json_limits lim = {s->cfg->max_payload_bytes, 0};
+    wh_err err;
+    wh_job *job = wh_job_parse(p, len, &lim, &err);
+    if (job == NULL) {
+        /* not a job: to the dead set as it is (JSON errors), or with an error
+         * (JSON of the wrong shape); the host goes on */
+        ack *a = wh_xcalloc(1, sizeof *a);
+        a->queue = wh_xstrdup(queue);
+        a->raw = wh_xstrndup(p, len);
+        a->raw_len = len;
+        if (err.code == WH_EJSON) {
+            a->kind = 'n';
+            wh_log(WH_LOG_ERROR, NULL, NULL, "queue %s: a payload that is not JSON goes to the dead set: %s", queue,
+                   err.msg);
+        } else {
+            a->kind = 'n';
+            wh_log(WH_LOG_ERROR, NULL, NULL, "queue %s: a payload that is not a job goes to the dead set: %s", queue,
+                   err.msg);
+        }
+        pthread_mutex_lock(&s->lock);
+        a->next = NULL;
+        if (s->acks_tail) s->acks_tail->next = a;
+        else s->acks = a;
+        s->acks_tail = a;
+        s->nacks_in++;
+        pthread_mutex_unlock(&s->lock);
+        uv_async_send(&s->wake);
+        return;
+    }
+    job->raw = wh_json_doc_strndup(job->doc, p, len);
+    job->raw_len = len;
+    job->source_queue = wh_json_doc_strndup(job->doc, queue, strlen(queue));
+    job->queue = job->source_queue; /* routed by where it was fetched, as Sidekiq does */
+    if (wh_async_push(s->exec, job, &err) != 0) {
+        /* the executor is stopping: the job stays in flight and is put back */
+        s->outstanding--;
+    }
+}
+
+typedef struct fetch_ctx {
+    size_t asked;
+    size_t order[64]; /* the script's queue positions -> our queue index */
+} fetch_ctx;
+
+static void on_fetch(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    fetch_ctx *fc = data;
+    s->fetch_in_flight = false;
+    if (!reply_error(s, r, "fetch") && r->type == REDIS_REPLY_ARRAY) {
+        size_t got = r->elements / 2;
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            size_t pos = (size_t)r->element[i]->integer - 1;
+            if (pos < s->nqueues) deliver(s, fc->order[pos], r->element[i + 1]->str, r->element[i + 1]->len);
+        }
+        s->idle = got < fc->asked;
+    }
+    wh_free(fc);
+    if (r) pump(s);
+}
+
+static void on_block(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)data;
+    c->blocking = false;
+    if (r == NULL) return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        wh_log(WH_LOG_ERROR, NULL, NULL, "redis: BLMOVE: %s", r->str);
+        return;
+    }
+    if (r->type == REDIS_REPLY_STRING) {
+        deliver(s, (size_t)c->queue, r->str, r->len);
+        s->idle = false; /* there may be more: fetch in batches again */
+    }
+    pump(s);
+}
+
+/* Decides what to fetch next. Busy: one batch script in queue order, as
+ * many as prefetch allows. Idle (the last batch came back short): one
+ * BLMOVE per queue, so a newly pushed job starts at once with no polling. */
+static void pump(wh_rserver *s) {
+    if (!s->up || s->quiet || s->stopping) return;
+    if (s->outstanding >= s->prefetch_max) return;
+    if (!s->idle) {
+        if (s->fetch_in_flight) return;
+        fetch_ctx *fc = wh_xmalloc(sizeof *fc);
+        fc->asked = s->prefetch_max - s->outstanding;
+        fetch_order(s, fc->order);
+        argv_b a;
+        av_init(&a);
+        av_adds(&a, "EVAL");
+        av_adds(&a, wh_script_fetch);
+        av_addf(&a, "%zu", s->nqueues * 2);
+        for (size_t i = 0; i < s->nqueues; i++) {
+            av_addf(&a, "%s" WH_KEY_QUEUE_PREFIX "%s", s->ns, s->queues[fc->order[i]]);
+            av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[fc->order[i]]);
+        }
+        av_addf(&a, "%zu", fc->asked);
+        s->fetch_in_flight = send_b(&s->cmd, on_fetch, fc, &a);
+        if (!s->fetch_in_flight) wh_free(fc);
+        return;
+    }
+    /* idle: arm one blocking move per queue */
+    for (size_t i = 0; i < s->nqueues; i++) {
+        conn *c = &s->blockers[i];
+        if (c->ac == NULL) {
+            conn_open(s, c);
+            continue;
+        }
+        if (!c->ready || c->blocking || c->pending) continue;
+        argv_b a;
+        av_init(&a);
+        av_adds(&a, "BLMOVE");
+        av_addf(&a, "%s" WH_KEY_QUEUE_PREFIX "%s", s->ns, s->queues[i]);
+        av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[i]);
+        av_adds(&a, "RIGHT");
+        av_adds(&a, "LEFT");
+        av_addf(&a, "%d", BLOCK_TIMEOUT_S);
+        c->blocking = send_b(c, on_block, NULL, &a);
+    }
+}
+
+/* ==== outcomes (any worker thread) ======================================== */
+
+static void member_str(wh_json_member *m, const char *k, const char *v) {
+    m->key = k;
+    m->key_len = strlen(k);
+    m->value.type = WH_JSON_STRING;
+    m->value.u.str.s = v;
+    m->value.u.str.len = strlen(v);
+}
+
+static void member_float(wh_json_member *m, const char *k, double d) {
+    m->key = k;
+    m->key_len = strlen(k);
+    memset(&m->value, 0, sizeof m->value);
+    m->value.type = WH_JSON_FLOAT;
+    m->value.u.f.d = d;
+}
+
+static void member_int(wh_json_member *m, const char *k, int64_t i) {
+    m->key = k;
+    m->key_len = strlen(k);
+    memset(&m->value, 0, sizeof m->value);
+    m->value.type = WH_JSON_INT;
+    m->value.u.i = i;
+}
+
+static const char *error_class_of(int rc) {
+    switch (rc) {
+    case WH_EARGS: return "WorkerHost::ArgumentError";
+    case WH_ENOCLASS: return "NameError";
+    case WH_ETIMEOUT: return "WorkerHost::Timeout";
+    case WH_ENOMEM: return "WorkerHost::OutOfMemory";
+    default: return "WorkerHost::LuaError";
+    }
+}
+
+/* Cuts an error message to 10,000 bytes at a character boundary, as
+ * Sidekiq stores it. */
+static void cap_message(char *m) {
+    size_t n = strlen(m);
+    if (n <= 10000) return;
+    n = 10000;
+    while (n > 0 && ((unsigned char)m[n] & 0xC0) == 0x80) n--;
+    m[n] = '\0';
+}
+
+/* What a failed attempt becomes, as Sidekiq decides it (sidekiq-compat §4),
+ * with our departures: refused arguments are not retried (unless the job was
+ * checked against another version of the schema), and an unknown class is
+ * retried with 25 retries even when the payload has no retry. */
+static void decide(wh_rserver *s, const wh_job *job, const wh_run_result *res, ack *a) {
+    const wh_json *p = job->payload;
+    const wh_worker_def *def = wh_catalog_find(s->catalog, job->class_name);
+    const wh_json *dead_opt = wh_json_getz(p, "dead");
+    bool to_dead = !(dead_opt && dead_opt->type == WH_JSON_FALSE);
+    int max;
+    if (job->retry == WH_RETRY_FALSE) {
+        a->kind = 'x';
+        return;
+    }
+    if (job->retry != WH_RETRY_DEFAULT) max = job->retry;
+    else if (def) max = def->retry == WH_RETRY_FALSE ? -1 : def->retry;
+    else max = WH_DEFAULT_RETRY; /* unknown class, no retry field: keep it (a departure) */
+    if (max < 0) {
+        a->kind = 'x';
+        return;
+    }
+    bool skew = res->rc == WH_EARGS && def && job->schema_hash[0] &&
+                strcmp(job->schema_hash, wh_schema_hash(def->schema)) != 0;
+    double now = wh_clock_wall();
+    int count = job->has_retry_count ? (int)job->retry_count + 1 : 0;
+    bool retry = (res->rc != WH_EARGS || skew) && count < max;
+    if (!retry && !to_dead) {
+        a->kind = 'x';
+        return;
+    }
+    char msg[sizeof res->err.msg];
+    snprintf(msg, sizeof msg, "%s", res->err.msg);
+    cap_message(msg);
+    if (!wh_json_utf8_valid(msg, strlen(msg))) snprintf(msg, sizeof msg, "(error message not valid UTF-8)");
+    wh_json_member set[6];
+    size_t n = 0;
+    member_str(&set[n++], "error_message", msg);
+    member_str(&set[n++], "error_class", error_class_of(res->rc));
+    if (job->has_retry_count) member_float(&set[n++], "retried_at", now);
+    else member_float(&set[n++], "failed_at", now);
+    member_int(&set[n++], "retry_count", count);
+    const wh_json *rq = wh_json_getz(p, "retry_queue");
+    const char *queue = (rq && rq->type == WH_JSON_STRING) ? NULL : job->source_queue;
+    if (queue) member_str(&set[n++], "queue", queue);
+    wh_buf out = WH_BUF_INIT;
+    if (wh_job_rewrite(p, set, n, &out, NULL) != 0) {
+        wh_buf_free(&out);
+        a->kind = 'x';
+        return;
+    }
+    a->newp_len = out.len;
+    a->newp = wh_buf_steal(&out);
+    if (retry) {
+        s->rng ^= (uint64_t)(now * 1e6); /* jitter only; races on rng are harmless but avoided: */
+        int r = (int)(((uint64_t)(now * 1e6) >> 3) % 10);
+        a->kind = 'r';
+        a->score = now + wh_async_backoff(count, r);
+        wh_log(WH_LOG_INFO, job->class_name, job->jid, "retry %d of %d at +%.0f s", count + 1, max, a->score - now);
+    } else {
+        a->kind = 'd';
+        wh_log(WH_LOG_ERROR, job->class_name, job->jid, "dead after %d attempt%s: %s", count + 1, count ? "s" : "",
+               msg);
+    }
+}
+
+void wh_rserver_outcome(void *ud, wh_job *job, const wh_run_result *res, bool stopping) {
+    wh_rserver *s = ud;
+    ack *a = wh_xcalloc(1, sizeof *a);
+    bool keep = stopping && res->rc != 0 && strstr(res->err.msg, "interrupted: the host is shutting down");
+    if (keep) {
+        /* interrupted by the shutdown: not a failure; it stays in flight and
+         * goes back to its queue with the rest */
+        a->kind = 'k';
+    } else if (res->rc == 0) {
+        a->kind = 'o';
+    } else {
+        decide(s, job, res, a);
+    }
+    a->queue = wh_xstrdup(job->source_queue ? job->source_queue : job->queue);
+    a->raw = wh_xstrndup(job->raw ? job->raw : "", job->raw_len);
+    a->raw_len = job->raw_len;
+    wh_job_free(job);
+    pthread_mutex_lock(&s->lock);
+    if (s->acks_tail) s->acks_tail->next = a;
+    else s->acks = a;
+    s->acks_tail = a;
+    s->nacks_in++;
+    pthread_mutex_unlock(&s->lock);
+    uv_async_send(&s->wake);
+}
+
+static void free_ack(ack *a) {
+    wh_free(a->queue);
+    wh_free(a->raw);
+    wh_free(a->newp);
+    wh_free(a);
+}
+
+/* ==== recording outcomes (I/O thread) ===================================== */
+
+static void utc_day(char *out, size_t n) {
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%Y-%m-%d", &tm);
+}
+
+static void on_ack(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    (void)data;
+    s->ack_in_flight = false;
+    if (r == NULL) return; /* the batch went back to the queue in on_disconnect */
+    ack *batch = s->inflight_acks;
+    s->inflight_acks = NULL;
+    if (r->type == REDIS_REPLY_ERROR || (r->type == REDIS_REPLY_INTEGER && r->integer < 0)) {
+        if (r->type == REDIS_REPLY_ERROR) wh_log(WH_LOG_ERROR, NULL, NULL, "redis: recording outcomes: %s", r->str);
+        else wh_log(WH_LOG_ERROR, NULL, NULL, "this process is no longer registered (a reaper took its jobs back?); "
+                                              "registering again before recording outcomes");
+        /* keep the batch: retry after the next heartbeat re-registers us */
+        ack *last = batch;
+        while (last && last->next) last = last->next;
+        if (last) {
+            pthread_mutex_lock(&s->lock);
+            last->next = s->acks;
+            s->acks = batch;
+            if (s->acks_tail == NULL) s->acks_tail = last;
+            pthread_mutex_unlock(&s->lock);
+        }
+        return;
+    }
+    while (batch) {
+        ack *next = batch->next;
+        free_ack(batch);
+        batch = next;
+    }
+    flush_acks(s);
+    if (s->stopping) final_steps(s);
+}
+
+/* Sends the next batch of outcomes (one at a time, in order). */
+static void flush_acks(wh_rserver *s) {
+    pthread_mutex_lock(&s->lock);
+    size_t handed = s->nacks_in;
+    s->nacks_in = 0;
+    pthread_mutex_unlock(&s->lock);
+    if (handed) {
+        s->outstanding = s->outstanding > handed ? s->outstanding - handed : 0;
+        pump(s);
+    }
+    if (!s->up || s->ack_in_flight) return;
+    pthread_mutex_lock(&s->lock);
+    ack *batch = NULL, **tail = &batch;
+    size_t n = 0;
+    while (s->acks && n < ACK_BATCH) {
+        ack *a = s->acks;
+        s->acks = a->next;
+        a->next = NULL;
+        if (a->kind == 'k') { free_ack(a); continue; }
+        *tail = a;
+        tail = &a->next;
+        n++;
+    }
+    if (s->acks == NULL) s->acks_tail = NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (n == 0) return;
+    double now = wh_clock_wall();
+    char day[16];
+    utc_day(day, sizeof day);
+    argv_b a;
+    av_init(&a);
+    av_adds(&a, "EVAL");
+    av_adds(&a, wh_script_ack);
+    av_addf(&a, "%zu", 7 + n);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_PROCESSED);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_FAILED);
+    av_addf(&a, "%s%s:%s", s->ns, WH_KEY_PROCESSED, day);
+    av_addf(&a, "%s%s:%s", s->ns, WH_KEY_FAILED, day);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_RETRY);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_DEAD);
+    for (ack *x = batch; x; x = x->next)
+        av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, x->queue);
+    av_adds(&a, s->identity);
+    av_addf(&a, "%.6f", now);
+    av_addf(&a, "%d", WH_DAILY_STATS_TTL_S);
+    av_addf(&a, "%.6f", now - WH_DEAD_TIMEOUT_S);
+    for (ack *x = batch; x; x = x->next) {
+        av_add(&a, x->raw, x->raw_len);
+        av_add(&a, &x->kind, 1);
+        av_add(&a, x->newp ? x->newp : "", x->newp_len);
+        av_addf(&a, "%.6f", x->score);
+    }
+    s->inflight_acks = batch;
+    s->ack_in_flight = send_b(&s->cmd, on_ack, NULL, &a);
+    if (!s->ack_in_flight) { /* not sent: put it back */
+        ack *last = batch;
+        while (last->next) last = last->next;
+        pthread_mutex_lock(&s->lock);
+        last->next = s->acks;
+        s->acks = batch;
+        if (s->acks_tail == NULL) s->acks_tail = last;
+        pthread_mutex_unlock(&s->lock);
+        s->inflight_acks = NULL;
+    }
+}
+
+/* ==== the scheduler: schedule and retry -> their queues ==================== */
+
+static void on_moved(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    (void)data;
+    s->due_in_flight = false;
+    reply_error(s, r, "moving due jobs");
+}
+
+static void on_due(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    const char *zset = data; /* static key name */
+    if (reply_error(s, r, "reading due jobs") || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+        s->due_in_flight = false;
+        return;
+    }
+    double now = wh_clock_wall();
+    argv_b a;
+    av_init(&a);
+    av_adds(&a, "EVAL");
+    av_adds(&a, wh_script_move_due);
+    av_adds(&a, "3");
+    av_addf(&a, "%s%s", s->ns, zset);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_QUEUES);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_DEAD);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_QUEUE_PREFIX);
+    av_addf(&a, "%.6f", now);
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *m = r->element[i];
+        av_add(&a, m->str, m->len);
+        wh_json_doc *doc = wh_json_parse(m->str, m->len, NULL, NULL);
+        const wh_json *root = doc ? wh_json_doc_root(doc) : NULL;
+        const wh_json *q = root ? wh_json_getz(root, "queue") : NULL;
+        if (root && root->type == WH_JSON_OBJECT) {
+            wh_json_member set[1];
+            member_float(&set[0], "enqueued_at", now);
+            wh_buf out = WH_BUF_INIT;
+            wh_job_rewrite(root, set, 1, &out, NULL);
+            a.strs = wh_xrealloc(a.strs, (size_t)(a.nstrs + 1) * sizeof *a.strs);
+            size_t len = out.len;
+            char *np = wh_buf_steal(&out);
+            a.strs[a.nstrs++] = np;
+            av_add(&a, np, len);
+            if (q && q->type == WH_JSON_STRING && q->u.str.len) av_addf(&a, "%.*s", (int)q->u.str.len, q->u.str.s);
+            else av_adds(&a, "default");
+        } else {
+            av_adds(&a, "");
+            av_adds(&a, ""); /* not a job: to the dead set */
+        }
+        wh_json_doc_free(doc);
+    }
+    if (!send_b(&s->cmd, on_moved, NULL, &a)) s->due_in_flight = false;
+}
+
+static void on_scheduler(uv_timer_t *t) {
+    wh_rserver *s = t->data;
+    if (!s->up || s->due_in_flight || s->quiet || s->stopping) return;
+    static const char *const sets[] = {WH_KEY_RETRY, WH_KEY_SCHEDULE};
+    static unsigned turn;
+    const char *zset = sets[turn++ % 2];
+    argv_b a;
+    av_init(&a);
+    av_adds(&a, "ZRANGEBYSCORE");
+    av_addf(&a, "%s%s", s->ns, zset);
+    av_adds(&a, "-inf");
+    av_addf(&a, "%.6f", wh_clock_wall());
+    av_adds(&a, "LIMIT");
+    av_adds(&a, "0");
+    av_addf(&a, "%d", DUE_BATCH);
+    s->due_in_flight = send_b(&s->cmd, on_due, (void *)zset, &a);
+}
+
+/* ==== heartbeat and the process registry ================================== */
+
+static void read_first_line(const char *path, char *out, size_t n) {
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    if (fgets(out, (int)n, f)) out[strcspn(out, "\n")] = '\0';
+    fclose(f);
+}
+
+/* Field 22 of /proc/<pid>/stat: the process's start time in clock ticks
+ * since boot. 0 if the process does not exist. */
+static unsigned long long proc_start_ticks(long pid) {
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may contain spaces */
+    if (!p) return 0;
+    unsigned long long v = 0;
+    int field = 2;
+    for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " ")) {
+        if (++field == 22) { v = strtoull(tok, NULL, 10); break; }
+    }
+    return v;
+}
+
+static void pid_namespace(char *out, size_t n) {
+    ssize_t k = readlink("/proc/self/ns/pid", out, n - 1);
+    out[k > 0 ? (size_t)k : 0] = '\0';
+}
+
+static void build_info(wh_rserver *s) {
+    char host[256], boot[64], pidns[64];
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = '\0';
+    read_first_line("/proc/sys/kernel/random/boot_id", boot, sizeof boot);
+    pid_namespace(pidns, sizeof pidns);
+    wh_buf b = WH_BUF_INIT;
+    wh_buf_puts(&b, "{\"hostname\":");
+    wh_json_write_string(&b, host, strlen(host));
+    wh_buf_printf(&b, ",\"started_at\":%.6f,\"pid\":%ld,\"tag\":\"\",\"concurrency\":%d,\"queues\":[",
+                  s->started_at, (long)getpid(), s->cfg->concurrency);
+    for (size_t i = 0; i < s->nqueues; i++) {
+        if (i) wh_buf_putc(&b, ',');
+        wh_json_write_string(&b, s->queues[i], strlen(s->queues[i]));
+    }
+    wh_buf_puts(&b, "],\"labels\":[\"workerhost\"],\"identity\":");
+    wh_json_write_string(&b, s->identity, strlen(s->identity));
+    wh_buf_printf(&b, ",\"version\":\"workerhost %s\",\"wh_boot_id\":", WORKERHOST_VERSION);
+    wh_json_write_string(&b, boot, strlen(boot));
+    wh_buf_puts(&b, ",\"wh_pidns\":");
+    wh_json_write_string(&b, pidns, strlen(pidns));
+    wh_buf_printf(&b, ",\"wh_start_ticks\":%llu}", proc_start_ticks((long)getpid()));
+    s->info_json = wh_buf_steal(&b);
+}
+
+typedef struct work_ctx {
+    wh_rserver *s;
+    argv_b *a;
+    size_t busy;
+} work_ctx;
+
+static void add_work(void *ud, size_t worker, const wh_job *job, double since) {
+    work_ctx *w = ud;
+    wh_buf v = WH_BUF_INIT;
+    wh_buf_puts(&v, "{\"queue\":");
+    const char *q = job->source_queue ? job->source_queue : job->queue;
+    wh_json_write_string(&v, q, strlen(q));
+    wh_buf_puts(&v, ",\"payload\":");
+    if (job->raw) wh_json_write_string(&v, job->raw, job->raw_len);
+    else wh_buf_puts(&v, "\"\"");
+    wh_buf_printf(&v, ",\"run_at\":%lld}", (long long)since);
+    av_addf(w->a, "t%zu", worker);
+    av_addf(w->a, "%s", wh_buf_cstr(&v));
+    wh_buf_free(&v);
+    w->busy++;
+}
+
+static void on_signal_reply(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    (void)data;
+    if (r == NULL || r->type != REDIS_REPLY_STRING) return;
+    if (strcmp(r->str, "TSTP") == 0) {
+        wh_log(WH_LOG_INFO, NULL, NULL, "TSTP from %s-signals (Web UI's Quiet)", s->identity);
+        s->quiet = true;
+        if (s->exec) wh_async_quiet(s->exec);
+    } else if (strcmp(r->str, "TERM") == 0 || strcmp(r->str, "INT") == 0) {
+        wh_log(WH_LOG_INFO, NULL, NULL, "%s from %s-signals (Web UI's Stop)", r->str, s->identity);
+        kill(getpid(), SIGTERM); /* handled like the OS signal */
+    }
+}
+
+static void on_ping(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    double *t0 = data;
+    if (r && r->type != REDIS_REPLY_ERROR) {
+        long rtt = (long)((wh_clock_monotonic() - *t0) * 1e6);
+        argv_b a;
+        av_init(&a);
+        av_adds(&a, "HSET");
+        av_addf(&a, "%s%s", s->ns, s->identity);
+        av_adds(&a, "rtt_us");
+        av_addf(&a, "%ld", rtt);
+        send_b(&s->cmd, NULL, NULL, &a);
+    }
+    wh_free(t0);
+}
+
+static void heartbeat(wh_rserver *s) {
+    if (!s->up || s->final_done) return;
+    conn *c = &s->cmd;
+    double now = wh_clock_wall();
+    argv_b a;
+    char *workers_key = keydup(s, "%s:workers", s->identity, NULL);
+    char *work_key = keydup(s, "%s:work", s->identity, NULL);
+    /* jobs in progress, under both of Sidekiq's names (6.4 and 6.5+) */
+    av_init(&a);
+    av_adds(&a, "DEL");
+    av_adds(&a, workers_key);
+    av_adds(&a, work_key);
+    send_b(c, NULL, NULL, &a);
+    size_t busy = 0;
+    for (int k = 0; k < 2; k++) {
+        av_init(&a);
+        av_adds(&a, "HSET");
+        av_adds(&a, k ? work_key : workers_key);
+        work_ctx w = {s, &a, 0};
+        if (s->exec) wh_async_each_running(s->exec, add_work, &w);
+        busy = w.busy;
+        if (w.busy) {
+            send_b(c, NULL, NULL, &a);
+            av_init(&a);
+            av_adds(&a, "EXPIRE");
+            av_adds(&a, k ? work_key : workers_key);
+            av_addf(&a, "%d", WH_HEARTBEAT_TTL_S);
+            send_b(c, NULL, NULL, &a);
+        } else {
+            av_free(&a);
+        }
+    }
+    av_init(&a);
+    av_adds(&a, "SADD");
+    av_addf(&a, "%s%s", s->ns, WH_KEY_PROCESSES);
+    av_adds(&a, s->identity);
+    send_b(c, NULL, NULL, &a);
+    av_init(&a);
+    av_adds(&a, "SADD");
+    av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
+    av_adds(&a, s->identity);
+    send_b(c, NULL, NULL, &a);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    av_init(&a);
+    av_adds(&a, "HSET");
+    av_addf(&a, "%s%s", s->ns, s->identity);
+    av_adds(&a, "info");
+    av_adds(&a, s->info_json);
+    av_adds(&a, "busy");
+    av_addf(&a, "%zu", busy);
+    av_adds(&a, "beat");
+    av_addf(&a, "%.6f", now);
+    av_adds(&a, "quiet");
+    av_adds(&a, s->quiet ? "true" : "false");
+    av_adds(&a, "rss");
+    av_addf(&a, "%ld", ru.ru_maxrss);
+    send_b(c, NULL, NULL, &a);
+    av_init(&a);
+    av_adds(&a, "EXPIRE");
+    av_addf(&a, "%s%s", s->ns, s->identity);
+    av_addf(&a, "%d", WH_HEARTBEAT_TTL_S);
+    send_b(c, NULL, NULL, &a);
+    av_init(&a);
+    av_adds(&a, "RPOP");
+    av_addf(&a, "%s%s-signals", s->ns, s->identity);
+    send_b(c, on_signal_reply, NULL, &a);
+    double *t0 = wh_xmalloc(sizeof *t0);
+    *t0 = wh_clock_monotonic();
+    av_init(&a);
+    av_adds(&a, "PING");
+    if (!send_b(c, on_ping, t0, &a)) wh_free(t0);
+    wh_free(workers_key);
+    wh_free(work_key);
+}
+
+static void on_heartbeat(uv_timer_t *t) { heartbeat(t->data); }
+
+/* ==== the reaper ========================================================== */
+
+static const char release_lock[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
+/* The lock is held only for one pass, so a host that dies while holding it
+ * blocks the next pass for at most REAPER_LOCK_MS. */
+static void reaper_pass_done(wh_rserver *s) {
+    argv_b a;
+    av_init(&a);
+    av_adds(&a, "EVAL");
+    av_adds(&a, release_lock);
+    av_adds(&a, "1");
+    av_addf(&a, "%s%s", s->ns, WH_KEY_REAPER_LOCK);
+    av_adds(&a, s->identity);
+    send_b(&s->cmd, NULL, NULL, &a);
+}
+
+static void on_reaped(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    char *id = data;
+    if (!reply_error(s, r, "recovering jobs") && r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
+        wh_log(WH_LOG_WARN, NULL, NULL, "recovered %lld in-flight job%s of dead process %s", r->integer,
+               r->integer == 1 ? "" : "s", id);
+    wh_free(id);
+    if (r && s->reap_pending && --s->reap_pending == 0) reaper_pass_done(s);
+}
+
+static void reap(wh_rserver *s, const char *id, bool force) {
+    argv_b a;
+    av_init(&a);
+    av_adds(&a, "EVAL");
+    av_adds(&a, wh_script_reap);
+    av_adds(&a, "4");
+    av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
+    av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s" WH_KEY_INFLIGHT_QUEUES_SUFFIX, s->ns, id);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_DEAD);
+    av_addf(&a, "%s%s", s->ns, id);
+    av_adds(&a, id);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_INFLIGHT_PREFIX);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_QUEUE_PREFIX);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_RECOVERED_PREFIX);
+    av_addf(&a, "%d", WH_RECOVERY_WINDOW_S);
+    av_addf(&a, "%d", WH_RECOVERY_MAX);
+    av_adds(&a, force ? "1" : "0");
+    av_addf(&a, "%.6f", wh_clock_wall());
+    send_b(&s->cmd, on_reaped, wh_xstrdup(id), &a);
+}
+
+/* A process on this machine is gone for sure when, in the same boot and the
+ * same pid namespace, its pid is free or belongs to a process that started
+ * at another time. Hostname and pid alone prove nothing (containers reuse
+ * pid 1; hostnames repeat). */
+static bool gone_on_this_machine(const char *info) {
+    wh_json_doc *doc = info ? wh_json_parse(info, strlen(info), NULL, NULL) : NULL;
+    if (doc == NULL) return false;
+    const wh_json *r = wh_json_doc_root(doc);
+    const wh_json *boot = wh_json_getz(r, "wh_boot_id"), *ns = wh_json_getz(r, "wh_pidns");
+    const wh_json *pid = wh_json_getz(r, "pid"), *ticks = wh_json_getz(r, "wh_start_ticks");
+    bool gone = false;
+    char my_boot[64], my_ns[64];
+    read_first_line("/proc/sys/kernel/random/boot_id", my_boot, sizeof my_boot);
+    pid_namespace(my_ns, sizeof my_ns);
+    if (boot && ns && pid && ticks && boot->type == WH_JSON_STRING && ns->type == WH_JSON_STRING &&
+        pid->type == WH_JSON_INT && ticks->type == WH_JSON_INT && my_boot[0] && my_ns[0] &&
+        boot->u.str.len == strlen(my_boot) && memcmp(boot->u.str.s, my_boot, boot->u.str.len) == 0 &&
+        ns->u.str.len == strlen(my_ns) && memcmp(ns->u.str.s, my_ns, ns->u.str.len) == 0) {
+        unsigned long long now_ticks = proc_start_ticks((long)pid->u.i);
+        gone = now_ticks == 0 || now_ticks != (unsigned long long)ticks->u.i;
+    }
+    wh_json_doc_free(doc);
+    return gone;
+}
+
+static void on_peer_info(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    char *id = data;
+    const char *info = (r && r->type == REDIS_REPLY_STRING) ? r->str : NULL;
+    bool gone = gone_on_this_machine(info);
+    wh_log(WH_LOG_DEBUG, NULL, NULL, "reaper: %s %s", id,
+           gone ? "is gone (same machine, its pid is free or reused)" : "is checked by its heartbeat");
+    if (r) reap(s, id, gone); /* without force, the script keeps live ones */
+    wh_free(id);
+}
+
+static void on_registry(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    (void)data;
+    if (reply_error(s, r, "reading the registry") || r->type != REDIS_REPLY_ARRAY) return;
+    s->reap_pending = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        if (strcmp(r->element[i]->str, s->identity) != 0) s->reap_pending++;
+    if (s->reap_pending == 0) reaper_pass_done(s);
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *id = r->element[i]->str;
+        if (strcmp(id, s->identity) == 0) continue;
+        argv_b a;
+        av_init(&a);
+        av_adds(&a, "HGET");
+        av_addf(&a, "%s%s", s->ns, id);
+        av_adds(&a, "info");
+        send_b(&s->cmd, on_peer_info, wh_xstrdup(id), &a);
+    }
+}
+
+static void on_reaper_lock(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    (void)data;
+    if (r && r->type == REDIS_REPLY_ERROR) wh_log(WH_LOG_ERROR, NULL, NULL, "redis: reaper lock: %s", r->str);
+    if (r == NULL || r->type != REDIS_REPLY_STATUS) return; /* another host holds it */
+    wh_log(WH_LOG_DEBUG, NULL, NULL, "reaper: checking the registry for dead processes");
+    argv_b a;
+    av_init(&a);
+    av_adds(&a, "SMEMBERS");
+    av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
+    send_b(&s->cmd, on_registry, NULL, &a);
+}
+
+static void reaper(wh_rserver *s) {
+    if (!s->up || s->stopping) return;
+    argv_b a;
+    av_init(&a);
+    av_adds(&a, "SET");
+    av_addf(&a, "%s%s", s->ns, WH_KEY_REAPER_LOCK);
+    av_adds(&a, s->identity);
+    av_adds(&a, "NX");
+    av_adds(&a, "PX");
+    av_addf(&a, "%d", REAPER_LOCK_MS);
+    send_b(&s->cmd, on_reaper_lock, NULL, &a);
+}
+
+static void on_reaper(uv_timer_t *t) { reaper(t->data); }
+
+static void became_ready(wh_rserver *s) {
+    s->up = true;
+    s->backoff = 0;
+    if (s->logged_down) wh_log(WH_LOG_INFO, NULL, NULL, "redis: connected to %s", s->uri_shown);
+    else wh_log(WH_LOG_INFO, NULL, NULL, "redis: connected to %s as %s", s->uri_shown, s->identity);
+    s->logged_down = false;
+    argv_b a;
+    av_init(&a);
+    av_adds(&a, "SET");
+    av_addf(&a, "%s%s", s->ns, WH_KEY_VERSION);
+    av_adds(&a, WH_KEY_VERSION_VALUE);
+    av_adds(&a, "NX");
+    send_b(&s->cmd, NULL, NULL, &a);
+    av_init(&a);
+    av_adds(&a, "SADD");
+    av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s" WH_KEY_INFLIGHT_QUEUES_SUFFIX, s->ns, s->identity);
+    for (size_t i = 0; i < s->nqueues; i++) av_adds(&a, s->queues[i]);
+    send_b(&s->cmd, NULL, NULL, &a);
+    heartbeat(s); /* registers us before any fetch */
+    reaper(s);
+    s->idle = false;
+    flush_acks(s); /* outcomes kept while Redis was away */
+    pump(s);
+}
+
+/* ==== stopping ============================================================ */
+
+static void close_handle(uv_handle_t *h) {
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+static void close_all(wh_rserver *s) {
+    s->final_done = true;
+    if (s->cmd.ac) redisAsyncFree(s->cmd.ac);
+    for (size_t i = 0; i < s->nqueues; i++)
+        if (s->blockers[i].ac) redisAsyncFree(s->blockers[i].ac);
+    close_handle((uv_handle_t *)&s->wake);
+    close_handle((uv_handle_t *)&s->t_heartbeat);
+    close_handle((uv_handle_t *)&s->t_scheduler);
+    close_handle((uv_handle_t *)&s->t_reaper);
+    close_handle((uv_handle_t *)&s->t_watchdog);
+    close_handle((uv_handle_t *)&s->t_reconnect);
+}
+
+static void on_deregistered(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    (void)data;
+    (void)r;
+    close_all(s);
+}
+
+static void on_requeued(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    (void)data;
+    if (r == NULL) return;
+    if (!reply_error(s, r, "putting jobs back") && r->type == REDIS_REPLY_INTEGER) {
+        s->requeued = (size_t)r->integer;
+        if (r->integer)
+            wh_log(WH_LOG_INFO, NULL, NULL, "put %lld unfinished job%s back on %s queue%s", r->integer,
+                   r->integer == 1 ? "" : "s", r->integer == 1 ? "its" : "their", r->integer == 1 ? "" : "s");
+    }
+    /* leave the registry: gone from the Web UI at once */
+    argv_b a;
+    av_init(&a);
+    av_adds(&a, "SREM");
+    av_addf(&a, "%s%s", s->ns, WH_KEY_PROCESSES);
+    av_adds(&a, s->identity);
+    send_b(&s->cmd, NULL, NULL, &a);
+    av_init(&a);
+    av_adds(&a, "DEL");
+    av_addf(&a, "%s%s", s->ns, s->identity);
+    av_addf(&a, "%s%s:workers", s->ns, s->identity);
+    av_addf(&a, "%s%s:work", s->ns, s->identity);
+    av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s" WH_KEY_INFLIGHT_QUEUES_SUFFIX, s->ns, s->identity);
+    send_b(&s->cmd, NULL, NULL, &a);
+    av_init(&a);
+    av_adds(&a, "SREM");
+    av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
+    av_adds(&a, s->identity);
+    send_b(&s->cmd, on_deregistered, NULL, &a);
+}
+
+/* Once every outcome is recorded: unfinished jobs back, then leave. */
+static void final_steps(wh_rserver *s) {
+    if (s->final_done || !s->up || s->ack_in_flight) return;
+    pthread_mutex_lock(&s->lock);
+    bool more = s->acks != NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (more) {
+        flush_acks(s);
+        return;
+    }
+    argv_b a;
+    av_init(&a);
+    av_adds(&a, "EVAL");
+    av_adds(&a, wh_script_requeue);
+    av_addf(&a, "%zu", s->nqueues * 2);
+    for (size_t i = 0; i < s->nqueues; i++) {
+        av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[i]);
+        av_addf(&a, "%s" WH_KEY_QUEUE_PREFIX "%s", s->ns, s->queues[i]);
+    }
+    s->ack_in_flight = true; /* nothing else may start now */
+    if (!send_b(&s->cmd, on_requeued, NULL, &a)) s->ack_in_flight = false;
+}
+
+static void on_final_deadline(uv_timer_t *t) {
+    wh_rserver *s = t->data;
+    if (s->final_done) return;
+    wh_log(WH_LOG_WARN, NULL, NULL, "redis unreachable while stopping: outcomes not recorded and jobs left in "
+                                    "flight will be recovered by another host's reaper");
+    close_all(s);
+}
+
+/* ==== the I/O thread ======================================================= */
+
+static void on_wake(uv_async_t *h) {
+    wh_rserver *s = h->data;
+    pthread_mutex_lock(&s->lock);
+    bool q = s->want_quiet, st = s->want_stop;
+    pthread_mutex_unlock(&s->lock);
+    if (q && !s->quiet) {
+        s->quiet = true;
+        for (size_t i = 0; i < s->nqueues; i++) /* stop blocking fetches */
+            if (s->blockers[i].ac) redisAsyncFree(s->blockers[i].ac);
+    }
+    if (st && !s->stopping) {
+        s->stopping = true;
+        uv_timer_stop(&s->t_scheduler);
+        uv_timer_start(&s->t_reconnect, on_final_deadline, 10000, 0); /* reuses the handle: no reconnects now */
+        if (!s->up) { /* down: give the reconnect a chance within the deadline */ }
+    }
+    flush_acks(s);
+    if (s->stopping) final_steps(s);
+}
+
+static void io_main(void *arg) {
+    wh_rserver *s = arg;
+    conn_open(s, &s->cmd);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    pthread_mutex_lock(&s->lock);
+    s->finished = true;
+    pthread_cond_broadcast(&s->done);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* ==== API ================================================================= */
+
+int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err) {
+    wh_rserver *s = wh_xcalloc(1, sizeof *s);
+    s->cfg = opts->cfg;
+    if (wh_redis_uri_parse(opts->cfg->queue_uri, &s->uri, err) != 0) {
+        wh_free(s);
+        return WH_ECONFIG;
+    }
+    wh_redis_uri_redacted(&s->uri, s->uri_shown, sizeof s->uri_shown);
+    s->catalog = wh_catalog_retain(opts->catalog);
+    const char *ns = opts->cfg->queue_namespace;
+    wh_buf b = WH_BUF_INIT;
+    if (ns && *ns) wh_buf_printf(&b, "%s:", ns);
+    s->ns = wh_buf_steal(&b);
+    char host[256], nonce[WH_JID_SIZE];
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = '\0';
+    const char *dyno = getenv("DYNO");
+    wh_jid_new(nonce);
+    nonce[12] = '\0';
+    snprintf(s->identity, sizeof s->identity, "%s:%ld:%s", dyno && *dyno ? dyno : host, (long)getpid(), nonce);
+    /* the queues to fetch: as configured, else every queue a worker names */
+    const wh_config *cfg = opts->cfg;
+    if (cfg->queues) {
+        s->nqueues = cfg->nqueues;
+        s->queues = wh_xcalloc(s->nqueues, sizeof *s->queues);
+        s->weights = wh_xcalloc(s->nqueues, sizeof *s->weights);
+        for (size_t i = 0; i < s->nqueues; i++) {
+            s->queues[i] = wh_xstrdup(cfg->queues[i].name);
+            s->weights[i] = cfg->queues[i].weight;
+        }
+        s->strict = !cfg->queues_weighted;
+    } else {
+        size_t n = wh_catalog_count(opts->catalog);
+        s->queues = wh_xcalloc(n ? n : 1, sizeof *s->queues);
+        s->weights = wh_xcalloc(n ? n : 1, sizeof *s->weights);
+        for (size_t i = 0; i < n; i++) {
+            const char *q = wh_catalog_at(opts->catalog, i)->queue;
+            bool seen = false;
+            for (size_t k = 0; k < s->nqueues; k++) seen = seen || strcmp(s->queues[k], q) == 0;
+            if (seen) continue;
+            s->queues[s->nqueues] = wh_xstrdup(q);
+            s->weights[s->nqueues++] = 1;
+        }
+        s->strict = false;
+    }
+    if (s->nqueues == 0 || s->nqueues > 64) {
+        wh_rserver_free(s);
+        return wh_err_set(err, WH_ECONFIG, "BackgroundQueue needs 1 to 64 queues to fetch from (workers.queues, "
+                                           "or the queues the workers name); got %zu", s->nqueues);
+    }
+    s->prefetch_max = (size_t)cfg->concurrency * 2;
+    s->started_at = wh_clock_wall();
+    s->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(s->started_at * 1e6);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->done, NULL);
+    s->cmd.s = s;
+    s->cmd.queue = -1;
+    s->blockers = wh_xcalloc(s->nqueues, sizeof *s->blockers);
+    for (size_t i = 0; i < s->nqueues; i++) {
+        s->blockers[i].s = s;
+        s->blockers[i].queue = (int)i;
+    }
+    build_info(s);
+    *out = s;
+    return 0;
+}
+
+void wh_rserver_set_executor(wh_rserver *s, wh_async *exec) { s->exec = exec; }
+const char *wh_rserver_identity(const wh_rserver *s) { return s->identity; }
+
+int wh_rserver_start(wh_rserver *s, wh_err *err) {
+    if (uv_loop_init(&s->loop) != 0) return wh_err_set(err, WH_EUNAVAIL, "cannot create the I/O loop");
+    uv_async_init(&s->loop, &s->wake, on_wake);
+    s->wake.data = s;
+    uv_timer_t *timers[] = {&s->t_heartbeat, &s->t_scheduler, &s->t_reaper, &s->t_watchdog, &s->t_reconnect};
+    for (size_t i = 0; i < 5; i++) {
+        uv_timer_init(&s->loop, timers[i]);
+        timers[i]->data = s;
+    }
+    uv_timer_start(&s->t_heartbeat, on_heartbeat, (uint64_t)(HEARTBEAT_S * 1000), (uint64_t)(HEARTBEAT_S * 1000));
+    uv_timer_start(&s->t_scheduler, on_scheduler, SCHEDULER_MS, SCHEDULER_MS);
+    uv_timer_start(&s->t_reaper, on_reaper, (uint64_t)(REAPER_S * 1000), (uint64_t)(REAPER_S * 1000));
+    uv_timer_start(&s->t_watchdog, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
+    if (uv_thread_create(&s->thread, io_main, s) != 0) return wh_err_set(err, WH_EUNAVAIL, "cannot start the I/O thread");
+    s->thread_started = true;
+    return 0;
+}
+
+void wh_rserver_quiet(wh_rserver *s) {
+    pthread_mutex_lock(&s->lock);
+    s->want_quiet = true;
+    pthread_mutex_unlock(&s->lock);
+    if (s->thread_started) uv_async_send(&s->wake);
+}
+
+size_t wh_rserver_stop(wh_rserver *s, double timeout) {
+    if (!s->thread_started) return 0;
+    wh_rserver_quiet(s);
+    if (s->exec) wh_async_stop(s->exec, timeout); /* running jobs finish; outcomes queue up */
+    pthread_mutex_lock(&s->lock);
+    s->want_stop = true;
+    pthread_mutex_unlock(&s->lock);
+    uv_async_send(&s->wake);
+    uv_thread_join(&s->thread);
+    s->thread_started = false;
+    uv_run(&s->loop, UV_RUN_NOWAIT); /* close callbacks */
+    uv_loop_close(&s->loop);
+    return s->requeued;
+}
+
+void wh_rserver_free(wh_rserver *s) {
+    if (s == NULL) return;
+    wh_rserver_stop(s, s->cfg->shutdown_timeout);
+    for (size_t i = 0; i < s->nqueues; i++) wh_free(s->queues[i]);
+    wh_free(s->queues);
+    wh_free(s->weights);
+    wh_free(s->blockers);
+    ack *a = s->acks;
+    while (a) {
+        ack *n = a->next;
+        free_ack(a);
+        a = n;
+    }
+    wh_free(s->info_json);
+    wh_free(s->ns);
+    wh_redis_uri_free(&s->uri);
+    wh_catalog_release(s->catalog);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->done);
+    wh_free(s);
+}
