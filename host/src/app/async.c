@@ -360,6 +360,9 @@ static bool spin_for_work(wh_async *a) {
     /* only with a core to spare: one for the spinner, one for whoever
      * produces jobs, one for each running job */
     if (a->running + 2 > a->ncpu) return false;
+    /* BackgroundQueue: jobs come from our own I/O thread, which needs the
+     * core a spinner would take */
+    if (a->o.outcome) return false;
     bool expected = false;
     if (!atomic_compare_exchange_strong(&a->spinning, &expected, true)) return false;
     pthread_mutex_unlock(&a->lock);
@@ -513,6 +516,26 @@ int wh_async_push(wh_async *a, wh_job *job, wh_err *err) {
     }
     pthread_mutex_unlock(&a->lock);
     return 0;
+}
+
+void wh_async_push_many(wh_async *a, wh_job **jobs, size_t n, size_t *accepted) {
+    pthread_mutex_lock(&a->lock);
+    size_t waiting = a->nwaiting, k = 0;
+    if (!a->stopping) {
+        for (; k < n; k++) {
+            wh_job *job = jobs[k];
+            job->run_at = 0;
+            queue *q = find_queue(a, job->queue);
+            if (q == NULL) q = add_queue(a, job->queue, 1);
+            queue_push(q, job);
+            a->queued++;
+        }
+        atomic_store_explicit(&a->queued_hint, a->queued, memory_order_relaxed);
+        /* one wake-up per job, at most one per waiting worker */
+        for (size_t i = 0; i < k && i < waiting; i++) pthread_cond_signal(&a->work);
+    }
+    pthread_mutex_unlock(&a->lock);
+    *accepted = k;
 }
 
 void wh_async_wait_idle(wh_async *a, double within) {

@@ -77,6 +77,13 @@ int wh_async_start(wh_async *a, wh_err *err);
  * WH_EUNAVAIL when the engine is stopping. */
 int wh_async_push(wh_async *a, wh_job *job, wh_err *err);
 
+/* Puts n jobs on their queues under one lock, waking as many waiting
+ * workers as needed (BackgroundQueue hands over whole fetched batches).
+ * Takes the first *accepted jobs; the rest (when stopping) stay the
+ * caller's. No queue limit and no schedule: the caller bounds what it
+ * fetches. */
+void wh_async_push_many(wh_async *a, wh_job **jobs, size_t n, size_t *accepted);
+
 /* Moves every scheduled job that is due by the clock onto its queue; returns
  * how many. The scheduler thread calls it; tests call it in manual mode. */
 size_t wh_async_promote_due(wh_async *a);

@@ -43,7 +43,9 @@
 #define COMMAND_DEADLINE_S 10.0  /* a command unanswered this long: the link is dead */
 #define BACKOFF_MIN_S 0.1
 #define BACKOFF_MAX_S 5.0
+#define PREFETCH_PER_THREAD 8   /* jobs fetched ahead: in flight in Redis, queued here */
 #define ACK_BATCH 200
+#define ACK_BATCHES_IN_FLIGHT 4   /* pipelined: replies come back in order */
 #define DUE_BATCH 100
 
 /* ==== data ================================================================ */
@@ -116,8 +118,9 @@ struct wh_rserver {
     size_t prefetch_max;
     bool fetch_in_flight;
     bool idle;            /* the last fetch came back short: blockers wait */
-    bool ack_in_flight;
-    ack *inflight_acks;   /* the batch being recorded */
+    size_t ack_batches;   /* batches sent, not answered */
+    bool requeue_sent;
+    char sha[5][41];      /* SCRIPT LOADed scripts; "" until loaded */
     size_t inflight_n;
     bool due_in_flight;
     uint64_t rng;
@@ -131,6 +134,7 @@ static void conn_open(wh_rserver *s, conn *c);
 static void pump(wh_rserver *s);
 static void flush_acks(wh_rserver *s);
 static void final_steps(wh_rserver *s);
+static void heartbeat_soon(wh_rserver *s);
 
 /* ==== keys ================================================================ */
 
@@ -141,6 +145,20 @@ static char *keydup(const wh_rserver *s, const char *fmt, const char *a, const c
     return wh_buf_steal(&b);
 }
 
+
+/* ==== scripts: EVALSHA once loaded (no script text per call) ============== */
+
+enum { S_FETCH, S_ACK, S_MOVE_DUE, S_REQUEUE, S_REAP, S_COUNT };
+
+static const char *script_src(int i) {
+    switch (i) {
+    case S_FETCH: return wh_script_fetch;
+    case S_ACK: return wh_script_ack;
+    case S_MOVE_DUE: return wh_script_move_due;
+    case S_REQUEUE: return wh_script_requeue;
+    default: return wh_script_reap;
+    }
+}
 
 /* ==== commands ============================================================ */
 
@@ -216,15 +234,33 @@ static void av_free(argv_b *a) {
     wh_free(a->l);
 }
 
+/* EVALSHA <sha> when loaded, else EVAL <source> */
+static void av_script(const wh_rserver *s, argv_b *a, int which) {
+    if (s->sha[which][0]) {
+        av_adds(a, "EVALSHA");
+        av_adds(a, s->sha[which]);
+    } else {
+        av_adds(a, "EVAL");
+        av_adds(a, script_src(which));
+    }
+}
+
 static bool send_b(conn *c, reply_fn fn, void *data, argv_b *a) {
     bool ok = send_argv(c, fn, data, a->n, a->v, a->l);
     av_free(a);
     return ok;
 }
 
-static bool reply_error(const wh_rserver *s, redisReply *r, const char *what) {
-    (void)s;
+static void load_scripts(wh_rserver *s);
+
+static bool reply_error(wh_rserver *s, redisReply *r, const char *what) {
     if (r == NULL) return true; /* the connection went away; logged there */
+    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        /* the script cache was flushed: plain EVAL until loaded again */
+        memset(s->sha, 0, sizeof s->sha);
+        load_scripts(s);
+        return true;
+    }
     if (r->type == REDIS_REPLY_ERROR) {
         wh_log(WH_LOG_ERROR, NULL, NULL, "redis: %s: %s", what, r->str);
         return true;
@@ -246,17 +282,12 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
     c->blocking = false;
     if (c == &s->cmd) {
         s->up = false;
-        s->fetch_in_flight = s->ack_in_flight = s->due_in_flight = false;
-        if (s->inflight_acks) { /* not recorded: back to the front, to try again */
-            ack *last = s->inflight_acks;
-            while (last->next) last = last->next;
-            pthread_mutex_lock(&s->lock);
-            last->next = s->acks;
-            s->acks = s->inflight_acks;
-            if (s->acks_tail == NULL) s->acks_tail = last;
-            pthread_mutex_unlock(&s->lock);
-            s->inflight_acks = NULL;
-        }
+        /* pending callbacks have already run with NULL replies: unanswered
+         * outcome batches are back in the queue */
+        s->fetch_in_flight = s->due_in_flight = false;
+        s->ack_batches = 0;
+        s->requeue_sent = false;
+        memset(s->sha, 0, sizeof s->sha);
         if (!s->final_done)
             wh_log(WH_LOG_WARN, NULL, NULL, "redis: lost the connection to %s%s%s", s->uri_shown,
                    status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
@@ -401,7 +432,9 @@ static void fetch_order(wh_rserver *s, size_t *order) {
     }
 }
 
-static void deliver(wh_rserver *s, size_t qi, const char *p, size_t len) {
+/* Turns fetched bytes into a job for the executor, or (not a job) into an
+ * outcome for the dead set. Returns the job or NULL. */
+static wh_job *deliver(wh_rserver *s, size_t qi, const char *p, size_t len) {
     const char *queue = s->queues[qi];
     s->outstanding++;
     wh_json_limits lim = {s->cfg->max_payload_bytes, 0};
@@ -431,14 +464,22 @@ static void deliver(wh_rserver *s, size_t qi, const char *p, size_t len) {
         s->nacks_in++;
         pthread_mutex_unlock(&s->lock);
         uv_async_send(&s->wake);
-        return;
+        return NULL;
     }
     job->raw = wh_json_doc_strndup(job->doc, p, len);
     job->raw_len = len;
     job->source_queue = wh_json_doc_strndup(job->doc, queue, strlen(queue));
     job->queue = job->source_queue; /* routed by where it was fetched, as Sidekiq does */
-    if (wh_async_push(s->exec, job, &err) != 0) {
-        /* the executor is stopping: the job stays in flight and is put back */
+    return job;
+}
+
+/* Hands fetched jobs to the executor in one go. Jobs it refuses (it is
+ * stopping) stay in flight in Redis and go back with the rest. */
+static void hand_over(wh_rserver *s, wh_job **jobs, size_t n) {
+    size_t accepted = 0;
+    if (n) wh_async_push_many(s->exec, jobs, n, &accepted);
+    for (size_t i = accepted; i < n; i++) {
+        wh_job_free(jobs[i]);
         s->outstanding--;
     }
 }
@@ -453,11 +494,16 @@ static void on_fetch(wh_rserver *s, conn *c, redisReply *r, void *data) {
     fetch_ctx *fc = data;
     s->fetch_in_flight = false;
     if (!reply_error(s, r, "fetch") && r->type == REDIS_REPLY_ARRAY) {
-        size_t got = r->elements / 2;
+        size_t got = r->elements / 2, n = 0;
+        wh_job **jobs = wh_xmalloc((got ? got : 1) * sizeof *jobs);
         for (size_t i = 0; i + 1 < r->elements; i += 2) {
             size_t pos = (size_t)r->element[i]->integer - 1;
-            if (pos < s->nqueues) deliver(s, fc->order[pos], r->element[i + 1]->str, r->element[i + 1]->len);
+            wh_job *job = pos < s->nqueues ? deliver(s, fc->order[pos], r->element[i + 1]->str, r->element[i + 1]->len)
+                                           : NULL;
+            if (job) jobs[n++] = job;
         }
+        hand_over(s, jobs, n);
+        wh_free(jobs);
         s->idle = got < fc->asked;
     }
     wh_free(fc);
@@ -473,7 +519,8 @@ static void on_block(wh_rserver *s, conn *c, redisReply *r, void *data) {
         return;
     }
     if (r->type == REDIS_REPLY_STRING) {
-        deliver(s, (size_t)c->queue, r->str, r->len);
+        wh_job *job = deliver(s, (size_t)c->queue, r->str, r->len);
+        if (job) hand_over(s, &job, 1);
         s->idle = false; /* there may be more: fetch in batches again */
     }
     pump(s);
@@ -492,8 +539,7 @@ static void pump(wh_rserver *s) {
         fetch_order(s, fc->order);
         argv_b a;
         av_init(&a);
-        av_adds(&a, "EVAL");
-        av_adds(&a, wh_script_fetch);
+        av_script(s, &a, S_FETCH);
         av_addf(&a, "%zu", s->nqueues * 2);
         for (size_t i = 0; i < s->nqueues; i++) {
             av_addf(&a, "%s" WH_KEY_QUEUE_PREFIX "%s", s->ns, s->queues[fc->order[i]]);
@@ -677,27 +723,30 @@ static void utc_day(char *out, size_t n) {
     strftime(out, n, "%Y-%m-%d", &tm);
 }
 
+/* Puts a batch back at the front of the queue of outcomes, to record again. */
+static void requeue_batch(wh_rserver *s, ack *batch) {
+    if (batch == NULL) return;
+    ack *last = batch;
+    while (last->next) last = last->next;
+    pthread_mutex_lock(&s->lock);
+    last->next = s->acks;
+    s->acks = batch;
+    if (s->acks_tail == NULL) s->acks_tail = last;
+    pthread_mutex_unlock(&s->lock);
+}
+
 static void on_ack(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)c;
-    (void)data;
-    s->ack_in_flight = false;
-    if (r == NULL) return; /* the batch went back to the queue in on_disconnect */
-    ack *batch = s->inflight_acks;
-    s->inflight_acks = NULL;
-    if (r->type == REDIS_REPLY_ERROR || (r->type == REDIS_REPLY_INTEGER && r->integer < 0)) {
-        if (r->type == REDIS_REPLY_ERROR) wh_log(WH_LOG_ERROR, NULL, NULL, "redis: recording outcomes: %s", r->str);
-        else wh_log(WH_LOG_ERROR, NULL, NULL, "this process is no longer registered (a reaper took its jobs back?); "
-                                              "registering again before recording outcomes");
-        /* keep the batch: retry after the next heartbeat re-registers us */
-        ack *last = batch;
-        while (last && last->next) last = last->next;
-        if (last) {
-            pthread_mutex_lock(&s->lock);
-            last->next = s->acks;
-            s->acks = batch;
-            if (s->acks_tail == NULL) s->acks_tail = last;
-            pthread_mutex_unlock(&s->lock);
-        }
+    ack *batch = data;
+    if (s->ack_batches) s->ack_batches--;
+    if (r == NULL || r->type == REDIS_REPLY_ERROR || (r->type == REDIS_REPLY_INTEGER && r->integer < 0)) {
+        if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) != 0)
+            wh_log(WH_LOG_ERROR, NULL, NULL, "redis: recording outcomes: %s", r->str);
+        else if (r && r->type == REDIS_REPLY_ERROR) reply_error(s, r, "recording outcomes");
+        else if (r) wh_log(WH_LOG_ERROR, NULL, NULL, "this process is no longer registered (a reaper took its "
+                                                    "jobs back?); registering again before recording outcomes");
+        requeue_batch(s, batch); /* kept until it can be recorded; recording twice is harmless */
+        if (r && r->type == REDIS_REPLY_INTEGER) heartbeat_soon(s);
         return;
     }
     while (batch) {
@@ -709,7 +758,7 @@ static void on_ack(wh_rserver *s, conn *c, redisReply *r, void *data) {
     if (s->stopping) final_steps(s);
 }
 
-/* Sends the next batch of outcomes (one at a time, in order). */
+/* Sends outcomes in batches, a few batches in flight at once. */
 static void flush_acks(wh_rserver *s) {
     pthread_mutex_lock(&s->lock);
     size_t handed = s->nacks_in;
@@ -719,60 +768,53 @@ static void flush_acks(wh_rserver *s) {
         s->outstanding = s->outstanding > handed ? s->outstanding - handed : 0;
         pump(s);
     }
-    if (!s->up || s->ack_in_flight) return;
-    pthread_mutex_lock(&s->lock);
-    ack *batch = NULL, **tail = &batch;
-    size_t n = 0;
-    while (s->acks && n < ACK_BATCH) {
-        ack *a = s->acks;
-        s->acks = a->next;
-        a->next = NULL;
-        if (a->kind == 'k') { free_ack(a); continue; }
-        *tail = a;
-        tail = &a->next;
-        n++;
-    }
-    if (s->acks == NULL) s->acks_tail = NULL;
-    pthread_mutex_unlock(&s->lock);
-    if (n == 0) return;
-    double now = wh_clock_wall();
-    char day[16];
-    utc_day(day, sizeof day);
-    argv_b a;
-    av_init(&a);
-    av_adds(&a, "EVAL");
-    av_adds(&a, wh_script_ack);
-    av_addf(&a, "%zu", 7 + n);
-    av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
-    av_addf(&a, "%s%s", s->ns, WH_KEY_PROCESSED);
-    av_addf(&a, "%s%s", s->ns, WH_KEY_FAILED);
-    av_addf(&a, "%s%s:%s", s->ns, WH_KEY_PROCESSED, day);
-    av_addf(&a, "%s%s:%s", s->ns, WH_KEY_FAILED, day);
-    av_addf(&a, "%s%s", s->ns, WH_KEY_RETRY);
-    av_addf(&a, "%s%s", s->ns, WH_KEY_DEAD);
-    for (ack *x = batch; x; x = x->next)
-        av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, x->queue);
-    av_adds(&a, s->identity);
-    av_addf(&a, "%.6f", now);
-    av_addf(&a, "%d", WH_DAILY_STATS_TTL_S);
-    av_addf(&a, "%.6f", now - WH_DEAD_TIMEOUT_S);
-    for (ack *x = batch; x; x = x->next) {
-        av_add(&a, x->raw, x->raw_len);
-        av_add(&a, &x->kind, 1);
-        av_add(&a, x->newp ? x->newp : "", x->newp_len);
-        av_addf(&a, "%.6f", x->score);
-    }
-    s->inflight_acks = batch;
-    s->ack_in_flight = send_b(&s->cmd, on_ack, NULL, &a);
-    if (!s->ack_in_flight) { /* not sent: put it back */
-        ack *last = batch;
-        while (last->next) last = last->next;
+    while (s->up && s->ack_batches < ACK_BATCHES_IN_FLIGHT) {
         pthread_mutex_lock(&s->lock);
-        last->next = s->acks;
-        s->acks = batch;
-        if (s->acks_tail == NULL) s->acks_tail = last;
+        ack *batch = NULL, **tail = &batch;
+        size_t n = 0;
+        while (s->acks && n < ACK_BATCH) {
+            ack *a = s->acks;
+            s->acks = a->next;
+            a->next = NULL;
+            if (a->kind == 'k') { free_ack(a); continue; }
+            *tail = a;
+            tail = &a->next;
+            n++;
+        }
+        if (s->acks == NULL) s->acks_tail = NULL;
         pthread_mutex_unlock(&s->lock);
-        s->inflight_acks = NULL;
+        if (n == 0) return;
+        double now = wh_clock_wall();
+        char day[16];
+        utc_day(day, sizeof day);
+        argv_b a;
+        av_init(&a);
+        av_script(s, &a, S_ACK);
+        av_addf(&a, "%zu", 7 + n);
+        av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
+        av_addf(&a, "%s%s", s->ns, WH_KEY_PROCESSED);
+        av_addf(&a, "%s%s", s->ns, WH_KEY_FAILED);
+        av_addf(&a, "%s%s:%s", s->ns, WH_KEY_PROCESSED, day);
+        av_addf(&a, "%s%s:%s", s->ns, WH_KEY_FAILED, day);
+        av_addf(&a, "%s%s", s->ns, WH_KEY_RETRY);
+        av_addf(&a, "%s%s", s->ns, WH_KEY_DEAD);
+        for (ack *x = batch; x; x = x->next)
+            av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, x->queue);
+        av_adds(&a, s->identity);
+        av_addf(&a, "%.6f", now);
+        av_addf(&a, "%d", WH_DAILY_STATS_TTL_S);
+        av_addf(&a, "%.6f", now - WH_DEAD_TIMEOUT_S);
+        for (ack *x = batch; x; x = x->next) {
+            av_add(&a, x->raw, x->raw_len);
+            av_add(&a, &x->kind, 1);
+            av_add(&a, x->newp ? x->newp : "", x->newp_len);
+            av_addf(&a, "%.6f", x->score);
+        }
+        if (!send_b(&s->cmd, on_ack, batch, &a)) {
+            requeue_batch(s, batch);
+            return;
+        }
+        s->ack_batches++;
     }
 }
 
@@ -795,8 +837,7 @@ static void on_due(wh_rserver *s, conn *c, redisReply *r, void *data) {
     double now = wh_clock_wall();
     argv_b a;
     av_init(&a);
-    av_adds(&a, "EVAL");
-    av_adds(&a, wh_script_move_due);
+    av_script(s, &a, S_MOVE_DUE);
     av_adds(&a, "3");
     av_addf(&a, "%s%s", s->ns, zset);
     av_addf(&a, "%s%s", s->ns, WH_KEY_QUEUES);
@@ -1034,9 +1075,14 @@ static void heartbeat(wh_rserver *s) {
     if (!send_b(c, on_ping, t0, &a)) wh_free(t0);
     wh_free(workers_key);
     wh_free(work_key);
+    flush_acks(s); /* outcomes refused while we were out of the registry */
 }
 
 static void on_heartbeat(uv_timer_t *t) { heartbeat(t->data); }
+
+/* Registers again at once (after an outcome batch was refused because this
+ * process had left the registry). */
+static void heartbeat_soon(wh_rserver *s) { heartbeat(s); }
 
 /* ==== the reaper ========================================================== */
 
@@ -1069,8 +1115,7 @@ static void on_reaped(wh_rserver *s, conn *c, redisReply *r, void *data) {
 static void reap(wh_rserver *s, const char *id, bool force) {
     argv_b a;
     av_init(&a);
-    av_adds(&a, "EVAL");
-    av_adds(&a, wh_script_reap);
+    av_script(s, &a, S_REAP);
     av_adds(&a, "4");
     av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
     av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s" WH_KEY_INFLIGHT_QUEUES_SUFFIX, s->ns, id);
@@ -1171,6 +1216,23 @@ static void reaper(wh_rserver *s) {
 
 static void on_reaper(uv_timer_t *t) { reaper(t->data); }
 
+static void on_script_loaded(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    int which = (int)(intptr_t)data;
+    if (r && r->type == REDIS_REPLY_STRING && r->len == 40) memcpy(s->sha[which], r->str, 41);
+}
+
+static void load_scripts(wh_rserver *s) {
+    for (int i = 0; i < S_COUNT; i++) {
+        argv_b a;
+        av_init(&a);
+        av_adds(&a, "SCRIPT");
+        av_adds(&a, "LOAD");
+        av_adds(&a, script_src(i));
+        send_b(&s->cmd, on_script_loaded, (void *)(intptr_t)i, &a);
+    }
+}
+
 static void became_ready(wh_rserver *s) {
     s->up = true;
     s->backoff = 0;
@@ -1189,6 +1251,7 @@ static void became_ready(wh_rserver *s) {
     av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s" WH_KEY_INFLIGHT_QUEUES_SUFFIX, s->ns, s->identity);
     for (size_t i = 0; i < s->nqueues; i++) av_adds(&a, s->queues[i]);
     send_b(&s->cmd, NULL, NULL, &a);
+    load_scripts(s);
     heartbeat(s); /* registers us before any fetch */
     reaper(s);
     s->idle = false;
@@ -1255,7 +1318,7 @@ static void on_requeued(wh_rserver *s, conn *c, redisReply *r, void *data) {
 
 /* Once every outcome is recorded: unfinished jobs back, then leave. */
 static void final_steps(wh_rserver *s) {
-    if (s->final_done || !s->up || s->ack_in_flight) return;
+    if (s->final_done || !s->up || s->ack_batches || s->requeue_sent) return;
     pthread_mutex_lock(&s->lock);
     bool more = s->acks != NULL;
     pthread_mutex_unlock(&s->lock);
@@ -1265,15 +1328,13 @@ static void final_steps(wh_rserver *s) {
     }
     argv_b a;
     av_init(&a);
-    av_adds(&a, "EVAL");
-    av_adds(&a, wh_script_requeue);
+    av_script(s, &a, S_REQUEUE);
     av_addf(&a, "%zu", s->nqueues * 2);
     for (size_t i = 0; i < s->nqueues; i++) {
         av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[i]);
         av_addf(&a, "%s" WH_KEY_QUEUE_PREFIX "%s", s->ns, s->queues[i]);
     }
-    s->ack_in_flight = true; /* nothing else may start now */
-    if (!send_b(&s->cmd, on_requeued, NULL, &a)) s->ack_in_flight = false;
+    s->requeue_sent = send_b(&s->cmd, on_requeued, NULL, &a);
 }
 
 static void on_final_deadline(uv_timer_t *t) {
@@ -1368,7 +1429,7 @@ int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err
         return wh_err_set(err, WH_ECONFIG, "BackgroundQueue needs 1 to 64 queues to fetch from (workers.queues, "
                                            "or the queues the workers name); got %zu", s->nqueues);
     }
-    s->prefetch_max = (size_t)cfg->concurrency * 2;
+    s->prefetch_max = (size_t)cfg->concurrency * PREFETCH_PER_THREAD;
     s->started_at = wh_clock_wall();
     s->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(s->started_at * 1e6);
     pthread_mutex_init(&s->lock, NULL);
