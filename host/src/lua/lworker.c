@@ -78,6 +78,7 @@ bool wh_lworker_valid_name(const char *s) {
 }
 
 void wh_lworker_name_from_file(const char *file, char *out, size_t n) {
+    if (n == 0) return; /* no room even for the terminator */
     const char *base = strrchr(file, '/');
     base = base ? base + 1 : file;
     size_t len = strlen(base);

@@ -84,6 +84,46 @@ static int guarded_exit(lua_State *L) {
     return luaL_error(L, "os.exit(%s) called inside a job; the host keeps running", code);
 }
 
+/* ---- xpcall, guarded ----
+ * When the deadline hook raises its error, Lua calls xpcall's message
+ * handler with hooks disabled (they stay off while a hook is running), so a
+ * handler that loops would escape the timeout for good. The replacement
+ * wraps the script's handler: once the job has timed out or been
+ * interrupted, the handler is skipped and the error goes on unchanged. */
+
+static int guarded_handler(lua_State *L) {
+    wh_vm *vm = *(wh_vm **)lua_getextraspace(L);
+    if (vm->timed_out || atomic_load_explicit(&vm->interrupt, memory_order_relaxed)) return 1;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* the continuation of the protected call, as for the built-in xpcall */
+static int xpcall_done(lua_State *L, int status, lua_KContext extra) {
+    if (status != LUA_OK && status != LUA_YIELD) {
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+/* xpcall(f, handler, ...) */
+static int guarded_xpcall(lua_State *L) {
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, guarded_handler, 1);
+    lua_replace(L, 2);     /* stack: f, guarded handler, args... */
+    lua_pushboolean(L, 1); /* the first result on success */
+    lua_pushvalue(L, 1);   /* f again, to call */
+    lua_rotate(L, 3, 2);   /* stack: f, handler, true, f, args... */
+    int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, xpcall_done);
+    return xpcall_done(L, status, 2);
+}
+
 /* ---- per-job globals: _G's metatable sends new globals to an overlay
  * table that is replaced after each job, so they do not leak into the next
  * job. Globals that existed when the scripts loaded are shared as usual. ---- */
@@ -119,6 +159,11 @@ static int setup(lua_State *L) {
     lua_pushcfunction(L, guarded_exit);
     lua_setfield(L, -2, "exit");
     lua_pop(L, 1);
+    lua_pushcfunction(L, guarded_xpcall);
+    lua_setglobal(L, "xpcall");
+    /* the hook from the start: coroutines inherit it from the thread that
+     * creates them, including those a script creates while it loads */
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1000);
     if (c->opts->lua_path) {
         lua_getglobal(L, "package");
         luaL_Buffer b;
