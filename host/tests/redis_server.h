@@ -1,5 +1,5 @@
 /* redis_server.h -- a throwaway redis-server for tests (hiredis's test.sh,
- * in C). Header-only: include it in any test.
+ * in C). Header-only, static inline (unused ones cost nothing): include it in any test.
  * SPDX-License-Identifier: MIT
  *
  *   wh_test_redis r;
@@ -44,13 +44,13 @@ typedef struct wh_test_redis {
 } wh_test_redis;
 
 /* The redis-server binary: $REDIS_SERVER, else "redis-server" on PATH. */
-static const char *wh_test_redis_binary(void) {
+static inline const char *wh_test_redis_binary(void) {
     const char *b = getenv("REDIS_SERVER");
     return b && *b ? b : "redis-server";
 }
 
 /* True when a redis-server can be run (tests that need one skip otherwise). */
-static bool wh_test_redis_available(void) {
+static inline bool wh_test_redis_available(void) {
     const char *b = wh_test_redis_binary();
     if (strchr(b, '/')) return access(b, X_OK) == 0;
     const char *path = getenv("PATH");
@@ -66,13 +66,13 @@ static bool wh_test_redis_available(void) {
     return false;
 }
 
-static void wh_test_sleep_ms(int ms) {
+static inline void wh_test_sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
 /* A port nobody listens on right now (0 on failure). */
-static int wh_test_free_port(void) {
+static inline int wh_test_free_port(void) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) return 0;
     struct sockaddr_in a;
@@ -88,17 +88,22 @@ static int wh_test_free_port(void) {
     return port;
 }
 
-static void wh_test_rm_tree(const char *path) {
+static inline void wh_test_rm_tree(const char *path) {
     DIR *d = opendir(path);
     if (d) {
         struct dirent *e;
-        char sub[512];
         while ((e = readdir(d)) != NULL) {
             if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+            size_t n = strlen(path) + strlen(e->d_name) + 2;
+            char *sub = malloc(n);
+            if (sub == NULL) break;
+            memcpy(sub, path, strlen(path));
+            sub[strlen(path)] = '/';
+            memcpy(sub + strlen(path) + 1, e->d_name, strlen(e->d_name) + 1);
             struct stat st;
             if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) wh_test_rm_tree(sub);
             else unlink(sub);
+            free(sub);
         }
         closedir(d);
     }
@@ -107,7 +112,7 @@ static void wh_test_rm_tree(const char *path) {
 
 /* Stops the server (SIGTERM, then SIGKILL after 5 s), reaps it and removes
  * its directory. Safe to call twice. */
-static void wh_test_redis_stop(wh_test_redis *r) {
+static inline void wh_test_redis_stop(wh_test_redis *r) {
     if (r->pid > 0) {
         kill(r->pid, SIGTERM);
         int status;
@@ -131,14 +136,14 @@ static void wh_test_redis_stop(wh_test_redis *r) {
 
 /* Pauses (SIGSTOP) or resumes (SIGCONT) the server: a stalled server for
  * timeout tests. */
-static void wh_test_redis_pause(wh_test_redis *r, bool pause) {
+static inline void wh_test_redis_pause(wh_test_redis *r, bool pause) {
     if (r->pid > 0) kill(r->pid, pause ? SIGSTOP : SIGCONT);
 }
 
 /* True once our server is ready: its own log (in our --dir, so no other
  * server's) says it accepts connections, and the port answers anything (a
  * PING's NOAUTH error counts: the server is up). */
-static bool wh_test_redis_answers(const wh_test_redis *r) {
+static inline bool wh_test_redis_answers(const wh_test_redis *r) {
     char log[192];
     snprintf(log, sizeof log, "%s/redis.log", r->dir);
     FILE *f = fopen(log, "r");
@@ -168,7 +173,7 @@ static bool wh_test_redis_answers(const wh_test_redis *r) {
 /* Starts a server; extra: NULL, or a NULL-terminated list of extra
  * arguments ("--requirepass", "pw", ...). Returns 0 with *r filled, or -1
  * (the server log is printed to stderr). */
-static int wh_test_redis_start(wh_test_redis *r, const char *const *extra) {
+static inline int wh_test_redis_start(wh_test_redis *r, const char *const *extra) {
     memset(r, 0, sizeof *r);
     for (int attempt = 0; attempt < 10; attempt++) {
         snprintf(r->dir, sizeof r->dir, "/tmp/wh-test-redis-XXXXXX");

@@ -9,6 +9,7 @@
 
 #include "app/host.h"
 #include "cli/cli.h"
+#include "cli/queue_cmds.h"
 #include "core/mem.h"
 
 /* First-attempt outcomes of every job the in-process host ran, so the
@@ -41,7 +42,7 @@ static void observe(void *ud, const wh_job *job, const wh_run_result *res) {
 
 static const char *const help =
     "usage: workerhost enqueue CLASS [ARGS_JSON] [--queue Q] [--in SECONDS | --at EPOCH] [--retry N|false]\n"
-    "                          [--wait SECONDS]\n"
+    "                          [--wait SECONDS] [--bulk FILE] [--unchecked]\n"
     "\n"
     "ARGS_JSON is what perform receives as args: a JSON object for a worker with named\n"
     "fields ('{\"user_guid\":\"foo\"}'), a JSON array for a positional one; default {}.\n"
@@ -52,6 +53,7 @@ static const char *const help =
     "waits until none is queued or running (and for scheduled jobs and retries due within\n"
     "--wait SECONDS, default 0), and exits with the outcome of the job's first attempt.\n"
     "\n"
+    "%s"
     "exit status: 0 success, 1 the job failed, 2 usage or configuration error,\n"
     "3 arguments refused, 4 unknown class, 5 backend unavailable or queue full\n";
 
@@ -65,14 +67,22 @@ static int parse_seconds(const char *s, double *out) {
 }
 
 int wh_cli_enqueue(const wh_cli *cli) {
-    if (cli->help) { fputs(help, stdout); return 0; }
+    if (cli->help) { printf(help, wh_cli_enqueue_redis_help); return 0; }
     const char *cls = NULL, *args = NULL;
     wh_enqueue_options o = WH_ENQUEUE_OPTIONS_INIT;
     double wait = 0;
+    const char *bulk = NULL;
+    bool unchecked = false;
     for (int i = 1; i < cli->nwords; i++) {
         const char *w = cli->words[i];
         const char *val = (i + 1 < cli->nwords) ? cli->words[i + 1] : NULL;
-        if (strcmp(w, "--wait") == 0) {
+        if (strcmp(w, "--unchecked") == 0) {
+            unchecked = true;
+        } else if (strcmp(w, "--bulk") == 0) {
+            if (val == NULL) return wh_cli_usage_error("enqueue", "--bulk needs a FILE (- for stdin)%s", "");
+            bulk = val;
+            i++;
+        } else if (strcmp(w, "--wait") == 0) {
             if (val == NULL || parse_seconds(val, &wait))
                 return wh_cli_usage_error("enqueue", "--wait needs seconds >= 0, not %s", val ? val : "nothing");
             i++;
@@ -109,11 +119,21 @@ int wh_cli_enqueue(const wh_cli *cli) {
     }
     if (cls == NULL) return wh_cli_usage_error("enqueue", "missing CLASS%s", "");
     if (o.in > 0 && o.at > 0) return wh_cli_usage_error("enqueue", "give either --in or --at, not both%s", "");
+    if (bulk && args) return wh_cli_usage_error("enqueue", "--bulk FILE replaces ARGS_JSON (got %s)", args);
+    const char *args_given = args;
     if (args == NULL) args = "{}";
 
     wh_host *h;
     int rc = wh_cli_open_host(cli, NULL, &h);
     if (rc) return rc;
+    if (bulk || unchecked || wh_host_config(h)->mode == WH_MODE_BACKGROUND_QUEUE) {
+        if (bulk) rc = unchecked ? wh_cli_enqueue_bulk_unchecked_redis(cli, h, cls, bulk, &o)
+                                 : wh_cli_enqueue_bulk_redis(cli, h, cls, bulk, &o);
+        else rc = unchecked ? wh_cli_enqueue_unchecked_redis(cli, h, cls, args_given, &o)
+                            : wh_cli_enqueue_redis(cli, h, cls, args_given, &o);
+        wh_host_free(h);
+        return rc;
+    }
     wh_err err = WH_ERR_INIT;
     char jid[WH_JID_SIZE];
     outcomes seen = {PTHREAD_MUTEX_INITIALIZER, NULL};

@@ -13,6 +13,7 @@
 #include "core/dir.h"
 #include "core/mem.h"
 #include "lua/lcall.h"
+#include "lua/lclient.h"
 #include "lua/lconvert.h"
 #include "lua/lschema.h"
 #include "lua/lworker.h"
@@ -243,6 +244,7 @@ static int l_new_jid(lua_State *L) {
 static const luaL_Reg core_funcs[] = {
     {"worker", wh_lworker_define},
     {"enqueue", l_enqueue},
+    {"connect", wh_lclient_connect},
     {"_register_type_mt", l_register_type_mt},
     {"_set_test_app", l_set_test_app},
     {"_list_scripts", l_list_scripts},
@@ -267,6 +269,7 @@ static void run_embedded(lua_State *L, const char *src, size_t len, const char *
 
 int wh_lmodule_open(lua_State *L) {
     wh_lworker_init(L);
+    wh_lclient_init(L);
     luaL_newlib(L, core_funcs);
     luaL_newlib(L, log_funcs);
     lua_setfield(L, -2, "log");

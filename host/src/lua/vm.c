@@ -20,6 +20,7 @@ struct wh_vm {
     double deadline, timeout;
     bool timed_out;
     atomic_bool interrupt; /* set by another thread: stop the running job */
+    int depth;             /* jobs running in this VM: > 1 while a nested job runs */
     int defs_ref;  /* registry: table name -> definition */
     int names_ref; /* registry: sorted list of names */
     size_t nworkers;
@@ -380,6 +381,8 @@ void wh_vm_perform(wh_vm *vm, const wh_job_meta *meta, const wh_json *payload_ar
     int def = lua_gettop(L);
     if (info.timeout > 0) timeout = info.timeout;
     double outer_deadline = vm->deadline, outer_timeout = vm->timeout; /* nested jobs */
+    bool outer_timed_out = vm->timed_out;
+    bool nested = vm->depth > 0;
     if (timeout > 0) {
         double d = wh_clock_monotonic() + timeout;
         if (vm->deadline == 0 || d < vm->deadline) {
@@ -388,12 +391,15 @@ void wh_vm_perform(wh_vm *vm, const wh_job_meta *meta, const wh_json *payload_ar
         }
     }
     vm->timed_out = false;
+    vm->depth++;
     res->rc = wh_lworker_perform(L, def, &info, payload_args, meta, &res->traceback, &res->err);
+    vm->depth--;
     lua_settop(L, def - 1);
-    bool timed_out = vm->timed_out && outer_deadline == 0;
+    bool timed_out = vm->timed_out;
     vm->deadline = outer_deadline;
     vm->timeout = outer_timeout;
-    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1000);
+    vm->timed_out = outer_timed_out; /* a nested job's timeout is not the outer job's */
+    if (!nested) lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1000);
     if (timed_out && res->rc == WH_EJOB) {
         res->rc = WH_ETIMEOUT;
         res->err.code = WH_ETIMEOUT;
@@ -403,7 +409,7 @@ void wh_vm_perform(wh_vm *vm, const wh_job_meta *meta, const wh_json *payload_ar
         wh_err_set(&res->err, WH_ENOMEM, "%s: out of memory: the job passed the VM's memory limit "
                    "(workers.memory_limit = %zu bytes)", meta->class_name, vm->limit);
     }
-    if (outer_deadline == 0 && !vm->tainted && overlay_used(L)) {
+    if (!nested && !vm->tainted && overlay_used(L)) {
         lua_pushcfunction(L, reset_overlay_protected);
         wh_err ignored;
         if (wh_lcall_pcall(L, 0, 0, WH_EJOB, NULL, &ignored) != 0) vm->tainted = true;
