@@ -34,6 +34,8 @@ typedef struct wh_job {
     const char *raw;        /* BackgroundQueue: the exact bytes fetched (in doc), or NULL */
     size_t raw_len;
     const char *source_queue; /* BackgroundQueue: the queue it was fetched from (in doc) */
+    void *source_ref;       /* BackgroundQueue: the server's record of the fetched entry (opaque;
+                             * not owned: it outlives the job and goes back with the outcome) */
 
     /* private to the engine that holds the job */
     struct wh_job *next;    /* queue link */

@@ -74,6 +74,26 @@ const char wh_script_requeue[] =
     "end\n"
     "return moved\n";
 
+const char wh_script_reconcile[] =
+    "local pos, moved = 1, 0\n"
+    "for i = 1, #KEYS, 2 do\n"
+    "  local held = {}\n"
+    "  local n = tonumber(ARGV[pos])\n"
+    "  for k = pos + 1, pos + n do held[ARGV[k]] = (held[ARGV[k]] or 0) + 1 end\n"
+    "  pos = pos + n + 1\n"
+    "  for _, p in ipairs(redis.call('LRANGE', KEYS[i], 0, -1)) do\n"
+    "    local h = held[p]\n"
+    "    if h and h > 0 then\n"
+    "      held[p] = h - 1\n"
+    "    else\n"
+    "      redis.call('LREM', KEYS[i], -1, p)\n"
+    "      redis.call('RPUSH', KEYS[i + 1], p)\n"
+    "      moved = moved + 1\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return moved\n";
+
 const char wh_script_reap[] =
     "if ARGV[7] ~= '1' and redis.call('EXISTS', KEYS[4]) == 1 then return -1 end\n"
     "local now = tonumber(ARGV[8])\n"

@@ -38,6 +38,14 @@ extern const char wh_script_move_due[];
  * end that is popped next, keeping their order.
  *   KEYS: inflight:<q1>, queue:<q1>, inflight:<q2>, queue:<q2>, ...
  *   returns how many moved */
+/* RECONCILE: after a fetch reply may have been lost (a dropped connection),
+ * puts back on their queues the in-flight entries this process does not hold.
+ * KEYS: pairs of (in-flight list, its queue). ARGV: per pair, the number of
+ * entries held, then each held entry's exact bytes. Entries in a list beyond
+ * the held multiset go to the front (the popping end) of the queue, oldest
+ * first. Returns how many moved. */
+extern const char wh_script_reconcile[];
+
 extern const char wh_script_requeue[];
 
 /* REAP: recovers the in-flight jobs of a dead process. Unless ARGV[7] is

@@ -6,7 +6,6 @@
 #include "redis/server.h"
 
 #include <errno.h>
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <math.h>
@@ -31,6 +30,7 @@
 #include "redis/keys.h"
 #include "redis/scripts.h"
 #include "redis/uri.h"
+#include "redis/uvlink.h"
 
 /* ==== tunables ============================================================ */
 
@@ -44,18 +44,31 @@
 #define BACKOFF_MIN_S 0.1
 #define BACKOFF_MAX_S 5.0
 #define PREFETCH_PER_THREAD 8   /* jobs fetched ahead: in flight in Redis, queued here */
+#define FETCHES_IN_FLIGHT 2     /* a batch asked for while the last is on its way */
 #define ACK_BATCH 200
 #define ACK_BATCHES_IN_FLIGHT 4   /* pipelined: replies come back in order */
 #define DUE_BATCH 100
 
 /* ==== data ================================================================ */
 
+enum { S_FETCH, S_ACK, S_MOVE_DUE, S_REQUEUE, S_REAP, S_RECONCILE, S_COUNT };
+
+/* One entry this process holds in an in-flight list: fetched and handed to
+ * the executor (or about to be dead-lettered), its outcome not yet recorded.
+ * Created and freed on the I/O thread only; the job carries a pointer to it
+ * (job->source_ref) to the worker thread and back in its outcome. The set of
+ * these is what reconcile() compares the in-flight lists with. */
+typedef struct held {
+    struct held *prev, *next;
+    size_t qi;     /* index of the queue it was fetched from */
+    size_t len;
+    char raw[];    /* the exact bytes fetched */
+} held;
+
 typedef struct ack {
     struct ack *next;
-    char *queue;   /* the queue it was fetched from (its in-flight list) */
-    char *raw;     /* the exact bytes fetched */
-    size_t raw_len;
-    char kind;     /* o, r, d, x, n (see scripts.h) */
+    held *h;       /* the in-flight entry it records; freed once recorded */
+    char kind;     /* o, r, d, x, n, k (see scripts.h) */
     char *newp;    /* retry or dead payload, or NULL */
     size_t newp_len;
     double score;
@@ -72,7 +85,19 @@ struct conn {
     double last_io;        /* monotonic time of the last send or reply */
     int queue;             /* blocker: index of its queue; -1 for the command connection */
     bool blocking;         /* a BLMOVE is outstanding */
+    long long client_id;   /* blocker: its CLIENT ID in Redis, 0 if unknown */
+    char client_addr[64];  /* blocker: its address as Redis sees it (CLIENT INFO addr=) */
 };
+
+/* A blocking connection we dropped. Redis may not have seen it close yet
+ * (a proxy, a half-open link) and its BLMOVE may still take a job into our
+ * in-flight list where nobody reads the reply: it is killed by id (and
+ * address, so an id reused after a Redis restart is not hit) on the command
+ * connection before anything relies on the in-flight lists being still. */
+typedef struct dropped {
+    long long id;
+    char addr[64];
+} dropped;
 
 typedef struct req {
     conn *c;
@@ -108,7 +133,7 @@ struct wh_rserver {
     uv_thread_t thread;
     bool thread_started;
     uv_async_t wake;
-    uv_timer_t t_heartbeat, t_scheduler, t_reaper, t_watchdog, t_reconnect;
+    uv_timer_t t_heartbeat, t_scheduler, t_reaper, t_watchdog, t_reconnect, t_final, t_reconcile;
     conn cmd;
     conn *blockers;
     double backoff;
@@ -116,13 +141,21 @@ struct wh_rserver {
     bool quiet, stopping, final_done;
     size_t outstanding;   /* fetched and not yet finished */
     size_t prefetch_max;
-    bool fetch_in_flight;
+    size_t fetches;       /* fetch scripts sent, not answered */
+    size_t asked;         /* jobs those fetches may bring */
     bool idle;            /* the last fetch came back short: blockers wait */
     size_t ack_batches;   /* batches sent, not answered */
     bool requeue_sent;
-    char sha[5][41];      /* SCRIPT LOADed scripts; "" until loaded */
+    char sha[S_COUNT][41];      /* SCRIPT LOADed scripts; "" until loaded */
     size_t inflight_n;
-    bool due_in_flight;
+    int due_in_flight;    /* scheduler requests outstanding */
+    held held;            /* sentinel of the list of held entries */
+    size_t nheld;
+    dropped *drops;       /* blockers to kill */
+    size_t ndrops;
+    bool reconcile_wanted;   /* a fetch reply may have been lost */
+    bool reconcile_in_flight;
+    size_t reconciled;
     uint64_t rng;
     double started_at;
     size_t requeued;
@@ -148,7 +181,6 @@ static char *keydup(const wh_rserver *s, const char *fmt, const char *a, const c
 
 /* ==== scripts: EVALSHA once loaded (no script text per call) ============== */
 
-enum { S_FETCH, S_ACK, S_MOVE_DUE, S_REQUEUE, S_REAP, S_COUNT };
 
 static const char *script_src(int i) {
     switch (i) {
@@ -156,7 +188,8 @@ static const char *script_src(int i) {
     case S_ACK: return wh_script_ack;
     case S_MOVE_DUE: return wh_script_move_due;
     case S_REQUEUE: return wh_script_requeue;
-    default: return wh_script_reap;
+    case S_REAP: return wh_script_reap;
+    default: return wh_script_reconcile;
     }
 }
 
@@ -271,6 +304,37 @@ static bool reply_error(wh_rserver *s, redisReply *r, const char *what) {
 /* ==== connections ========================================================= */
 
 static void schedule_reconnect(wh_rserver *s);
+static void reconcile_soon(wh_rserver *s);
+
+/* Remembers a blocking connection that is going away, to kill it by id. */
+static void note_dropped(wh_rserver *s, conn *c) {
+    if (c == &s->cmd || c->client_id == 0) return;
+    s->drops = wh_xrealloc(s->drops, (s->ndrops + 1) * sizeof *s->drops);
+    s->drops[s->ndrops].id = c->client_id;
+    snprintf(s->drops[s->ndrops].addr, sizeof s->drops[s->ndrops].addr, "%s", c->client_addr);
+    s->ndrops++;
+    c->client_id = 0;
+}
+
+/* Kills every dropped blocking connection, on the command connection: what
+ * is sent after this there runs when none of them can move a job. */
+static void send_kills(wh_rserver *s) {
+    if (!s->up) return;
+    for (size_t i = 0; i < s->ndrops; i++) {
+        argv_b a;
+        av_init(&a);
+        av_adds(&a, "CLIENT");
+        av_adds(&a, "KILL");
+        av_adds(&a, "ID");
+        av_addf(&a, "%lld", s->drops[i].id);
+        if (s->drops[i].addr[0]) {
+            av_adds(&a, "ADDR");
+            av_adds(&a, s->drops[i].addr);
+        }
+        send_b(&s->cmd, NULL, NULL, &a); /* 0 when it is gone already; an error when not allowed (ACL) */
+    }
+    s->ndrops = 0;
+}
 
 static void on_disconnect(const redisAsyncContext *ac, int status) {
     conn *c = ac->data;
@@ -280,13 +344,16 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
     c->ready = false;
     c->pending = 0;
     c->blocking = false;
+    note_dropped(s, c);
     if (c == &s->cmd) {
         s->up = false;
         /* pending callbacks have already run with NULL replies: unanswered
          * outcome batches are back in the queue */
-        s->fetch_in_flight = s->due_in_flight = false;
+        s->fetches = s->asked = 0;
+        s->due_in_flight = 0;
         s->ack_batches = 0;
         s->requeue_sent = false;
+        s->reconcile_in_flight = false;
         memset(s->sha, 0, sizeof s->sha);
         if (!s->final_done)
             wh_log(WH_LOG_WARN, NULL, NULL, "redis: lost the connection to %s%s%s", s->uri_shown,
@@ -297,7 +364,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
 
 static void on_connect(const redisAsyncContext *ac, int status) {
     conn *c = ac->data;
-    if (status == REDIS_OK) return;
+    if (status == REDIS_OK || c == NULL) return;
     wh_rserver *s = c->s;
     if (c == &s->cmd && !s->logged_down) {
         wh_log(WH_LOG_WARN, NULL, NULL, "redis: cannot connect to %s: %s (retrying)", s->uri_shown, ac->errstr);
@@ -306,6 +373,7 @@ static void on_connect(const redisAsyncContext *ac, int status) {
     c->ac = NULL; /* hiredis frees the context after this callback */
     c->ready = false;
     c->pending = 0;
+    c->blocking = false;
     if (c == &s->cmd) schedule_reconnect(s);
 }
 
@@ -318,9 +386,43 @@ static void on_select(wh_rserver *s, conn *c, redisReply *r, void *data) {
         if (c->ac) redisAsyncDisconnect(c->ac);
         return;
     }
+    if (c == &s->cmd) {
+        c->ready = true;
+        became_ready(s);
+    }
+    /* a blocker is ready once its CLIENT INFO is back */
+}
+
+/* "id=7 addr=127.0.0.1:5678 laddr=... fd=8 ..." -> id and addr */
+static void parse_client_info(conn *c, const char *info) {
+    const char *id = strstr(info, "id="), *addr = strstr(info, " addr=");
+    c->client_id = id == info ? strtoll(id + 3, NULL, 10) : 0;
+    c->client_addr[0] = '\0';
+    if (addr) {
+        addr += 6;
+        size_t n = strcspn(addr, " \n");
+        if (n < sizeof c->client_addr) {
+            memcpy(c->client_addr, addr, n);
+            c->client_addr[n] = '\0';
+        }
+    }
+}
+
+static void on_client_info(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)data;
+    if (r == NULL || c->ac == NULL) return;
+    if (r->type == REDIS_REPLY_STRING) parse_client_info(c, r->str);
+    else if (r->type == REDIS_REPLY_INTEGER) c->client_id = r->integer; /* CLIENT ID (Redis < 6.2) */
+    else if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "nknown subcommand") && c->ac) {
+        argv_b a; /* Redis before 6.2: no CLIENT INFO */
+        av_init(&a);
+        av_adds(&a, "CLIENT");
+        av_adds(&a, "ID");
+        send_b(c, on_client_info, NULL, &a);
+        return;
+    }
     c->ready = true;
-    if (c == &s->cmd) became_ready(s);
-    else pump(s);
+    pump(s);
 }
 
 static void on_auth(wh_rserver *s, conn *c, redisReply *r, void *data) {
@@ -336,9 +438,10 @@ static void conn_open(wh_rserver *s, conn *c) {
     redisAsyncContext *ac = s->uri.path ? redisAsyncConnectUnix(s->uri.path)
                                         : redisAsyncConnect(s->uri.host, s->uri.port);
     if (ac == NULL) return;
-    if (ac->err) {
+    if (ac->err || wh_uvlink_attach(ac, &s->loop) != REDIS_OK) {
         if (c == &s->cmd && !s->logged_down) {
-            wh_log(WH_LOG_WARN, NULL, NULL, "redis: cannot connect to %s: %s (retrying)", s->uri_shown, ac->errstr);
+            wh_log(WH_LOG_WARN, NULL, NULL, "redis: cannot connect to %s: %s (retrying)", s->uri_shown,
+                   ac->err ? ac->errstr : "cannot watch the socket");
             s->logged_down = true;
         }
         redisAsyncFree(ac);
@@ -350,9 +453,9 @@ static void conn_open(wh_rserver *s, conn *c) {
     c->ready = false;
     c->pending = 0;
     c->blocking = false;
+    c->client_id = 0;
     c->last_io = wh_clock_monotonic();
     if (!s->uri.path) redisEnableKeepAlive(&ac->c);
-    redisLibuvAttach(ac, &s->loop);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     /* queued before the connection completes; hiredis sends them in order */
@@ -368,6 +471,27 @@ static void conn_open(wh_rserver *s, conn *c) {
     av_adds(&a, "SELECT");
     av_addf(&a, "%d", s->uri.db);
     send_b(c, on_select, NULL, &a);
+    if (c != &s->cmd) {
+        av_init(&a);
+        av_adds(&a, "CLIENT");
+        av_adds(&a, "INFO");
+        send_b(c, on_client_info, NULL, &a);
+    }
+}
+
+/* Drops a connection now (its pending callbacks run with NULL replies, then
+ * on_disconnect). Not from inside one of its own reply callbacks. */
+static void conn_drop(conn *c) {
+    redisAsyncContext *ac = c->ac;
+    if (ac == NULL) return;
+    redisAsyncFree(ac);
+    if (c->ac == ac) { /* never connected: no disconnect callback */
+        c->ac = NULL;
+        c->ready = false;
+        c->pending = 0;
+        c->blocking = false;
+        note_dropped(c->s, c);
+    }
 }
 
 static void on_reconnect_timer(uv_timer_t *t) {
@@ -401,10 +525,9 @@ static void on_watchdog(uv_timer_t *t) {
         if (now - c->last_io > limit) {
             wh_log(WH_LOG_WARN, NULL, NULL, "redis: no answer from %s for %.0f s; dropping the connection",
                    s->uri_shown, now - c->last_io);
-            redisAsyncContext *ac = c->ac;
-            redisAsyncFree(ac); /* calls back every pending command with NULL, then on_disconnect */
-            if (c->ac == ac) { c->ac = NULL; c->ready = false; c->pending = 0; c->blocking = false; }
-            if (c == &s->cmd && !s->up) schedule_reconnect(s);
+            bool was_cmd_up = c == &s->cmd && s->up;
+            conn_drop(c);
+            if (c == &s->cmd && !was_cmd_up) schedule_reconnect(s);
         }
     }
     /* blockers reconnect lazily: pump opens them when needed */
@@ -432,42 +555,62 @@ static void fetch_order(wh_rserver *s, size_t *order) {
     }
 }
 
+static held *held_new(wh_rserver *s, size_t qi, const char *p, size_t len) {
+    held *h = wh_xmalloc(sizeof *h + len + 1);
+    h->qi = qi;
+    h->len = len;
+    memcpy(h->raw, p, len);
+    h->raw[len] = '\0';
+    h->next = &s->held;
+    h->prev = s->held.prev;
+    s->held.prev->next = h;
+    s->held.prev = h;
+    s->nheld++;
+    return h;
+}
+
+static void held_free(wh_rserver *s, held *h) {
+    if (h == NULL) return;
+    h->prev->next = h->next;
+    h->next->prev = h->prev;
+    s->nheld--;
+    wh_free(h);
+}
+
+static void push_ack(wh_rserver *s, ack *a) {
+    pthread_mutex_lock(&s->lock);
+    a->next = NULL;
+    if (s->acks_tail) s->acks_tail->next = a;
+    else s->acks = a;
+    s->acks_tail = a;
+    s->nacks_in++;
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* Turns fetched bytes into a job for the executor, or (not a job) into an
  * outcome for the dead set. Returns the job or NULL. */
 static wh_job *deliver(wh_rserver *s, size_t qi, const char *p, size_t len) {
     const char *queue = s->queues[qi];
     s->outstanding++;
+    held *h = held_new(s, qi, p, len);
     wh_json_limits lim = {s->cfg->max_payload_bytes, 0};
     wh_err err;
-    wh_job *job = wh_job_parse(p, len, &lim, &err);
+    wh_job *job = wh_job_parse(h->raw, len, &lim, &err);
     if (job == NULL) {
-        /* not a job: to the dead set as it is (JSON errors), or with an error
-         * (JSON of the wrong shape); the host goes on */
+        /* not JSON, or JSON of the wrong shape: to the dead set as it is;
+         * the host goes on */
         ack *a = wh_xcalloc(1, sizeof *a);
-        a->queue = wh_xstrdup(queue);
-        a->raw = wh_xstrndup(p, len);
-        a->raw_len = len;
-        if (err.code == WH_EJSON) {
-            a->kind = 'n';
-            wh_log(WH_LOG_ERROR, NULL, NULL, "queue %s: a payload that is not JSON goes to the dead set: %s", queue,
-                   err.msg);
-        } else {
-            a->kind = 'n';
-            wh_log(WH_LOG_ERROR, NULL, NULL, "queue %s: a payload that is not a job goes to the dead set: %s", queue,
-                   err.msg);
-        }
-        pthread_mutex_lock(&s->lock);
-        a->next = NULL;
-        if (s->acks_tail) s->acks_tail->next = a;
-        else s->acks = a;
-        s->acks_tail = a;
-        s->nacks_in++;
-        pthread_mutex_unlock(&s->lock);
+        a->h = h;
+        a->kind = 'n';
+        wh_log(WH_LOG_ERROR, NULL, NULL, "queue %s: a payload that is not %s goes to the dead set: %s", queue,
+               err.code == WH_EJSON ? "JSON" : "a job", err.msg);
+        push_ack(s, a);
         uv_async_send(&s->wake);
         return NULL;
     }
-    job->raw = wh_json_doc_strndup(job->doc, p, len);
+    job->raw = h->raw; /* the held entry outlives the job */
     job->raw_len = len;
+    job->source_ref = h;
     job->source_queue = wh_json_doc_strndup(job->doc, queue, strlen(queue));
     job->queue = job->source_queue; /* routed by where it was fetched, as Sidekiq does */
     return job;
@@ -479,6 +622,7 @@ static void hand_over(wh_rserver *s, wh_job **jobs, size_t n) {
     size_t accepted = 0;
     if (n) wh_async_push_many(s->exec, jobs, n, &accepted);
     for (size_t i = accepted; i < n; i++) {
+        held_free(s, jobs[i]->source_ref);
         wh_job_free(jobs[i]);
         s->outstanding--;
     }
@@ -492,7 +636,9 @@ typedef struct fetch_ctx {
 static void on_fetch(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)c;
     fetch_ctx *fc = data;
-    s->fetch_in_flight = false;
+    if (s->fetches) s->fetches--;
+    s->asked = s->asked > fc->asked ? s->asked - fc->asked : 0;
+    if (r == NULL && !s->stopping) s->reconcile_wanted = true; /* Redis may have moved jobs we never saw */
     if (!reply_error(s, r, "fetch") && r->type == REDIS_REPLY_ARRAY) {
         size_t got = r->elements / 2, n = 0;
         wh_job **jobs = wh_xmalloc((got ? got : 1) * sizeof *jobs);
@@ -513,7 +659,11 @@ static void on_fetch(wh_rserver *s, conn *c, redisReply *r, void *data) {
 static void on_block(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)data;
     c->blocking = false;
-    if (r == NULL) return;
+    if (r == NULL) {
+        /* dropped while blocked: its move may have happened, the reply lost */
+        if (!s->quiet && !s->stopping) s->reconcile_wanted = true;
+        return;
+    }
     if (r->type == REDIS_REPLY_ERROR) {
         wh_log(WH_LOG_ERROR, NULL, NULL, "redis: BLMOVE: %s", r->str);
         return;
@@ -526,16 +676,79 @@ static void on_block(wh_rserver *s, conn *c, redisReply *r, void *data) {
     pump(s);
 }
 
-/* Decides what to fetch next. Busy: one batch script in queue order, as
- * many as prefetch allows. Idle (the last batch came back short): one
- * BLMOVE per queue, so a newly pushed job starts at once with no polling. */
+/* ---- reconcile: after a lost fetch reply ---------------------------------
+ * A fetch script or a BLMOVE whose reply never came (the connection dropped,
+ * Redis restarted) may have moved jobs into our in-flight lists that this
+ * process does not know of: nothing would run them, and the reaper leaves a
+ * live process's lists alone. So, with no fetch outstanding and every
+ * blocking connection closed and killed, one script compares each in-flight
+ * list with the entries we hold and puts the rest back on the queue. */
+
+static void on_reconciled(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    (void)data;
+    s->reconcile_in_flight = false;
+    if (r == NULL) return; /* the connection dropped again: on_fetch/on_block ask again */
+    if (reply_error(s, r, "reconciling in-flight lists")) {
+        s->reconcile_wanted = true;
+    } else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
+        s->reconciled += (size_t)r->integer;
+        wh_log(WH_LOG_WARN, NULL, NULL, "put %lld job%s back on %s queue%s: fetched by a request whose reply was "
+               "lost", r->integer, r->integer == 1 ? "" : "s", r->integer == 1 ? "its" : "their",
+               r->integer == 1 ? "" : "s");
+    }
+    pump(s);
+}
+
+static void on_reconcile_timer(uv_timer_t *t) {
+    wh_rserver *s = t->data;
+    if (!s->reconcile_wanted || s->reconcile_in_flight || !s->up || s->stopping || s->fetches) return;
+    for (size_t i = 0; i < s->nqueues; i++) conn_drop(&s->blockers[i]);
+    s->reconcile_wanted = false; /* after the drops, which ask for it again */
+    send_kills(s);
+    argv_b a;
+    av_init(&a);
+    av_script(s, &a, S_RECONCILE);
+    av_addf(&a, "%zu", s->nqueues * 2);
+    for (size_t i = 0; i < s->nqueues; i++) {
+        av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[i]);
+        av_addf(&a, "%s" WH_KEY_QUEUE_PREFIX "%s", s->ns, s->queues[i]);
+    }
+    for (size_t i = 0; i < s->nqueues; i++) {
+        size_t n = 0;
+        for (held *h = s->held.next; h != &s->held; h = h->next) n += h->qi == i;
+        av_addf(&a, "%zu", n);
+        for (held *h = s->held.next; h != &s->held; h = h->next)
+            if (h->qi == i) av_add(&a, h->raw, h->len);
+    }
+    s->reconcile_in_flight = send_b(&s->cmd, on_reconciled, NULL, &a);
+    if (!s->reconcile_in_flight) s->reconcile_wanted = true;
+}
+
+static void reconcile_soon(wh_rserver *s) {
+    /* from a timer: never inside a hiredis callback of a connection it drops */
+    if (!uv_is_closing((uv_handle_t *)&s->t_reconcile) && !uv_is_active((uv_handle_t *)&s->t_reconcile))
+        uv_timer_start(&s->t_reconcile, on_reconcile_timer, 0, 0);
+}
+
+/* Decides what to fetch next. Busy: batch scripts in queue order, as many
+ * jobs as prefetch allows, a second batch asked for while the first is on
+ * its way. Idle (the last batch came back short): one BLMOVE per queue, so
+ * a newly pushed job starts at once with no polling. */
 static void pump(wh_rserver *s) {
     if (!s->up || s->quiet || s->stopping) return;
-    if (s->outstanding >= s->prefetch_max) return;
+    if (s->reconcile_wanted) {
+        if (s->fetches == 0) reconcile_soon(s);
+        return;
+    }
+    if (s->ndrops) send_kills(s);
+    size_t room = s->prefetch_max > s->outstanding + s->asked ? s->prefetch_max - s->outstanding - s->asked : 0;
+    if (room == 0) return;
     if (!s->idle) {
-        if (s->fetch_in_flight) return;
+        /* a second batch only when it is worth a round trip */
+        if (s->fetches >= FETCHES_IN_FLIGHT || (s->fetches && room < s->prefetch_max / 4)) return;
         fetch_ctx *fc = wh_xmalloc(sizeof *fc);
-        fc->asked = s->prefetch_max - s->outstanding;
+        fc->asked = room;
         fetch_order(s, fc->order);
         argv_b a;
         av_init(&a);
@@ -546,10 +759,15 @@ static void pump(wh_rserver *s) {
             av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[fc->order[i]]);
         }
         av_addf(&a, "%zu", fc->asked);
-        s->fetch_in_flight = send_b(&s->cmd, on_fetch, fc, &a);
-        if (!s->fetch_in_flight) wh_free(fc);
+        if (send_b(&s->cmd, on_fetch, fc, &a)) {
+            s->fetches++;
+            s->asked += fc->asked;
+        } else {
+            wh_free(fc);
+        }
         return;
     }
+    if (s->fetches || s->reconcile_in_flight) return;
     /* idle: arm one blocking move per queue */
     for (size_t i = 0; i < s->nqueues; i++) {
         conn *c = &s->blockers[i];
@@ -694,22 +912,13 @@ void wh_rserver_outcome(void *ud, wh_job *job, const wh_run_result *res, bool st
     } else {
         decide(s, job, res, a);
     }
-    a->queue = wh_xstrdup(job->source_queue ? job->source_queue : job->queue);
-    a->raw = wh_xstrndup(job->raw ? job->raw : "", job->raw_len);
-    a->raw_len = job->raw_len;
+    a->h = job->source_ref;
     wh_job_free(job);
-    pthread_mutex_lock(&s->lock);
-    if (s->acks_tail) s->acks_tail->next = a;
-    else s->acks = a;
-    s->acks_tail = a;
-    s->nacks_in++;
-    pthread_mutex_unlock(&s->lock);
+    push_ack(s, a);
     uv_async_send(&s->wake);
 }
 
 static void free_ack(ack *a) {
-    wh_free(a->queue);
-    wh_free(a->raw);
     wh_free(a->newp);
     wh_free(a);
 }
@@ -751,6 +960,7 @@ static void on_ack(wh_rserver *s, conn *c, redisReply *r, void *data) {
     }
     while (batch) {
         ack *next = batch->next;
+        held_free(s, batch->h); /* recorded: out of the in-flight list */
         free_ack(batch);
         batch = next;
     }
@@ -776,7 +986,11 @@ static void flush_acks(wh_rserver *s) {
             ack *a = s->acks;
             s->acks = a->next;
             a->next = NULL;
-            if (a->kind == 'k') { free_ack(a); continue; }
+            if (a->kind == 'k') { /* stays in flight; goes back with the rest */
+                held_free(s, a->h);
+                free_ack(a);
+                continue;
+            }
             *tail = a;
             tail = &a->next;
             n++;
@@ -799,13 +1013,13 @@ static void flush_acks(wh_rserver *s) {
         av_addf(&a, "%s%s", s->ns, WH_KEY_RETRY);
         av_addf(&a, "%s%s", s->ns, WH_KEY_DEAD);
         for (ack *x = batch; x; x = x->next)
-            av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, x->queue);
+            av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[x->h->qi]);
         av_adds(&a, s->identity);
         av_addf(&a, "%.6f", now);
         av_addf(&a, "%d", WH_DAILY_STATS_TTL_S);
         av_addf(&a, "%.6f", now - WH_DEAD_TIMEOUT_S);
         for (ack *x = batch; x; x = x->next) {
-            av_add(&a, x->raw, x->raw_len);
+            av_add(&a, x->h->raw, x->h->len);
             av_add(&a, &x->kind, 1);
             av_add(&a, x->newp ? x->newp : "", x->newp_len);
             av_addf(&a, "%.6f", x->score);
@@ -823,7 +1037,7 @@ static void flush_acks(wh_rserver *s) {
 static void on_moved(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)c;
     (void)data;
-    s->due_in_flight = false;
+    if (s->due_in_flight) s->due_in_flight--;
     reply_error(s, r, "moving due jobs");
 }
 
@@ -831,7 +1045,7 @@ static void on_due(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)c;
     const char *zset = data; /* static key name */
     if (reply_error(s, r, "reading due jobs") || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
-        s->due_in_flight = false;
+        if (s->due_in_flight) s->due_in_flight--;
         return;
     }
     double now = wh_clock_wall();
@@ -868,25 +1082,27 @@ static void on_due(wh_rserver *s, conn *c, redisReply *r, void *data) {
         }
         wh_json_doc_free(doc);
     }
-    if (!send_b(&s->cmd, on_moved, NULL, &a)) s->due_in_flight = false;
+    if (!send_b(&s->cmd, on_moved, NULL, &a) && s->due_in_flight) s->due_in_flight--;
 }
 
+/* Every tick looks at both sets (one round trip each, pipelined); a set
+ * with more due than one batch is moved a batch per tick. */
 static void on_scheduler(uv_timer_t *t) {
     wh_rserver *s = t->data;
     if (!s->up || s->due_in_flight || s->quiet || s->stopping) return;
     static const char *const sets[] = {WH_KEY_RETRY, WH_KEY_SCHEDULE};
-    static unsigned turn;
-    const char *zset = sets[turn++ % 2];
-    argv_b a;
-    av_init(&a);
-    av_adds(&a, "ZRANGEBYSCORE");
-    av_addf(&a, "%s%s", s->ns, zset);
-    av_adds(&a, "-inf");
-    av_addf(&a, "%.6f", wh_clock_wall());
-    av_adds(&a, "LIMIT");
-    av_adds(&a, "0");
-    av_addf(&a, "%d", DUE_BATCH);
-    s->due_in_flight = send_b(&s->cmd, on_due, (void *)zset, &a);
+    for (int k = 0; k < 2; k++) {
+        argv_b a;
+        av_init(&a);
+        av_adds(&a, "ZRANGEBYSCORE");
+        av_addf(&a, "%s%s", s->ns, sets[k]);
+        av_adds(&a, "-inf");
+        av_addf(&a, "%.6f", wh_clock_wall());
+        av_adds(&a, "LIMIT");
+        av_adds(&a, "0");
+        av_addf(&a, "%d", DUE_BATCH);
+        if (send_b(&s->cmd, on_due, (void *)sets[k], &a)) s->due_in_flight++;
+    }
 }
 
 /* ==== heartbeat and the process registry ================================== */
@@ -1276,6 +1492,8 @@ static void close_all(wh_rserver *s) {
     close_handle((uv_handle_t *)&s->t_reaper);
     close_handle((uv_handle_t *)&s->t_watchdog);
     close_handle((uv_handle_t *)&s->t_reconnect);
+    close_handle((uv_handle_t *)&s->t_final);
+    close_handle((uv_handle_t *)&s->t_reconcile);
 }
 
 static void on_deregistered(wh_rserver *s, conn *c, redisReply *r, void *data) {
@@ -1326,6 +1544,7 @@ static void final_steps(wh_rserver *s) {
         flush_acks(s);
         return;
     }
+    send_kills(s); /* no blocked BLMOVE may take a job after this */
     argv_b a;
     av_init(&a);
     av_script(s, &a, S_REQUEUE);
@@ -1354,14 +1573,12 @@ static void on_wake(uv_async_t *h) {
     pthread_mutex_unlock(&s->lock);
     if (q && !s->quiet) {
         s->quiet = true;
-        for (size_t i = 0; i < s->nqueues; i++) /* stop blocking fetches */
-            if (s->blockers[i].ac) redisAsyncFree(s->blockers[i].ac);
+        for (size_t i = 0; i < s->nqueues; i++) conn_drop(&s->blockers[i]); /* stop blocking fetches */
     }
     if (st && !s->stopping) {
         s->stopping = true;
         uv_timer_stop(&s->t_scheduler);
-        uv_timer_start(&s->t_reconnect, on_final_deadline, 10000, 0); /* reuses the handle: no reconnects now */
-        if (!s->up) { /* down: give the reconnect a chance within the deadline */ }
+        uv_timer_start(&s->t_final, on_final_deadline, 10000, 0); /* reconnects go on meanwhile */
     }
     flush_acks(s);
     if (s->stopping) final_steps(s);
@@ -1381,8 +1598,13 @@ static void io_main(void *arg) {
 
 int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err) {
     wh_rserver *s = wh_xcalloc(1, sizeof *s);
+    s->held.next = s->held.prev = &s->held;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->done, NULL);
     s->cfg = opts->cfg;
     if (wh_redis_uri_parse(opts->cfg->queue_uri, &s->uri, err) != 0) {
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->done);
         wh_free(s);
         return WH_ECONFIG;
     }
@@ -1432,8 +1654,6 @@ int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err
     s->prefetch_max = (size_t)cfg->concurrency * PREFETCH_PER_THREAD;
     s->started_at = wh_clock_wall();
     s->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(s->started_at * 1e6);
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->done, NULL);
     s->cmd.s = s;
     s->cmd.queue = -1;
     s->blockers = wh_xcalloc(s->nqueues, sizeof *s->blockers);
@@ -1453,8 +1673,9 @@ int wh_rserver_start(wh_rserver *s, wh_err *err) {
     if (uv_loop_init(&s->loop) != 0) return wh_err_set(err, WH_EUNAVAIL, "cannot create the I/O loop");
     uv_async_init(&s->loop, &s->wake, on_wake);
     s->wake.data = s;
-    uv_timer_t *timers[] = {&s->t_heartbeat, &s->t_scheduler, &s->t_reaper, &s->t_watchdog, &s->t_reconnect};
-    for (size_t i = 0; i < 5; i++) {
+    uv_timer_t *timers[] = {&s->t_heartbeat, &s->t_scheduler, &s->t_reaper,
+                            &s->t_watchdog, &s->t_reconnect, &s->t_final, &s->t_reconcile};
+    for (size_t i = 0; i < sizeof timers / sizeof *timers; i++) {
         uv_timer_init(&s->loop, timers[i]);
         timers[i]->data = s;
     }
@@ -1502,6 +1723,8 @@ void wh_rserver_free(wh_rserver *s) {
         free_ack(a);
         a = n;
     }
+    while (s->held.next != &s->held) held_free(s, s->held.next);
+    wh_free(s->drops);
     wh_free(s->info_json);
     wh_free(s->ns);
     wh_redis_uri_free(&s->uri);
