@@ -8,7 +8,9 @@
 #define WH_SCRIPTS_H
 
 /* FETCH: moves up to ARGV[1] jobs, queue by queue in the order given, from
- * queue:<q> into this process's in-flight list for <q>.
+ * queue:<q> into this process's in-flight list for <q>: the same result as
+ * one LMOVE RIGHT LEFT per job, in three commands per queue. ARGV[1] must
+ * stay below Lua's unpack limit (a few thousand).
  *   KEYS: queue:<q1>, inflight:<q1>, queue:<q2>, inflight:<q2>, ...
  *   returns {queue index (1-based), payload, queue index, payload, ...} */
 extern const char wh_script_fetch[];

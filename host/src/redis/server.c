@@ -43,8 +43,18 @@
 #define COMMAND_DEADLINE_S 10.0  /* a command unanswered this long: the link is dead */
 #define BACKOFF_MIN_S 0.1
 #define BACKOFF_MAX_S 5.0
-#define PREFETCH_PER_THREAD 8   /* jobs fetched ahead: in flight in Redis, queued here */
+/* Prefetch (jobs fetched ahead: in flight in Redis, queued here) adapts to
+ * the job rate: enough for PREFETCH_WORK_S of work at the rate of the last
+ * PREFETCH_WINDOW_S, between MIN and MAX per worker thread. Fast jobs get
+ * big batches (fewer round trips per job); slow jobs are not hoarded (other
+ * hosts can take them). */
+#define PREFETCH_MIN_PER_THREAD 2
+#define PREFETCH_MAX_PER_THREAD 32
+#define PREFETCH_WORK_S 0.010
+#define PREFETCH_WINDOW_S 0.1
+#define FLUSH_MS 1               /* see on_flush_timer */
 #define FETCHES_IN_FLIGHT 2     /* a batch asked for while the last is on its way */
+#define FETCH_MAX 1000          /* jobs per fetch script (Lua's unpack limit is 8000) */
 #define ACK_BATCH 200
 #define ACK_BATCHES_IN_FLIGHT 4   /* pipelined: replies come back in order */
 #define DUE_BATCH 100
@@ -58,21 +68,27 @@ enum { S_FETCH, S_ACK, S_MOVE_DUE, S_REQUEUE, S_REAP, S_RECONCILE, S_COUNT };
  * Created and freed on the I/O thread only; the job carries a pointer to it
  * (job->source_ref) to the worker thread and back in its outcome. The set of
  * these is what reconcile() compares the in-flight lists with. */
-typedef struct held {
-    struct held *prev, *next;
-    size_t qi;     /* index of the queue it was fetched from */
-    size_t len;
-    char raw[];    /* the exact bytes fetched */
-} held;
+typedef struct held held;
 
+/* The outcome of a held entry, filled in by the worker thread that ran it
+ * (no allocation per outcome: it lives in the entry). */
 typedef struct ack {
     struct ack *next;
-    held *h;       /* the in-flight entry it records; freed once recorded */
+    held *h;       /* the entry it records; freed once recorded */
+    wh_job *job;   /* freed on the I/O thread, which allocated it */
     char kind;     /* o, r, d, x, n, k (see scripts.h) */
     char *newp;    /* retry or dead payload, or NULL */
     size_t newp_len;
     double score;
 } ack;
+
+struct held {
+    struct held *prev, *next;
+    ack a;
+    size_t qi;     /* index of the queue it was fetched from */
+    size_t len;
+    char raw[];    /* the exact bytes fetched */
+};
 
 typedef struct conn conn;
 typedef void (*reply_fn)(wh_rserver *s, conn *c, redisReply *r, void *data);
@@ -124,6 +140,8 @@ struct wh_rserver {
     pthread_mutex_t lock;
     ack *acks, *acks_tail;
     size_t nacks_in;     /* outcomes handed over since the last look */
+    size_t wake_after;   /* workers wake the I/O thread every this many outcomes */
+    bool lazy_wake;      /* the I/O thread's copy: wake_after > 1 */
     bool want_quiet, want_stop;
     bool finished;       /* the I/O thread is done */
     pthread_cond_t done;
@@ -133,14 +151,17 @@ struct wh_rserver {
     uv_thread_t thread;
     bool thread_started;
     uv_async_t wake;
-    uv_timer_t t_heartbeat, t_scheduler, t_reaper, t_watchdog, t_reconnect, t_final, t_reconcile;
+    uv_timer_t t_heartbeat, t_scheduler, t_reaper, t_watchdog, t_reconnect, t_final, t_reconcile, t_flush;
     conn cmd;
     conn *blockers;
     double backoff;
     bool up;              /* the command connection is ready */
     bool quiet, stopping, final_done;
     size_t outstanding;   /* fetched and not yet finished */
-    size_t prefetch_max;
+    size_t prefetch_max;  /* now: between prefetch_min and prefetch_cap */
+    size_t prefetch_min, prefetch_cap;
+    double window_start;  /* monotonic: start of the job-rate window */
+    size_t window_done;   /* outcomes in the window */
     size_t fetches;       /* fetch scripts sent, not answered */
     size_t asked;         /* jobs those fetches may bring */
     bool idle;            /* the last fetch came back short: blockers wait */
@@ -166,6 +187,7 @@ struct wh_rserver {
 static void conn_open(wh_rserver *s, conn *c);
 static void pump(wh_rserver *s);
 static void flush_acks(wh_rserver *s);
+static void on_flush_timer(uv_timer_t *t);
 static void final_steps(wh_rserver *s);
 static void heartbeat_soon(wh_rserver *s);
 
@@ -557,6 +579,8 @@ static void fetch_order(wh_rserver *s, size_t *order) {
 
 static held *held_new(wh_rserver *s, size_t qi, const char *p, size_t len) {
     held *h = wh_xmalloc(sizeof *h + len + 1);
+    memset(&h->a, 0, sizeof h->a);
+    h->a.h = h;
     h->qi = qi;
     h->len = len;
     memcpy(h->raw, p, len);
@@ -577,14 +601,18 @@ static void held_free(wh_rserver *s, held *h) {
     wh_free(h);
 }
 
-static void push_ack(wh_rserver *s, ack *a) {
+/* Queues an outcome for the I/O thread. Returns whether to wake it now: at
+ * a high job rate, only every wake_after outcomes (t_flush picks up the
+ * rest within FLUSH_MS), which saves a wake-up per job. */
+static bool push_ack(wh_rserver *s, ack *a, bool urgent) {
     pthread_mutex_lock(&s->lock);
     a->next = NULL;
     if (s->acks_tail) s->acks_tail->next = a;
     else s->acks = a;
     s->acks_tail = a;
-    s->nacks_in++;
+    bool wake = ++s->nacks_in >= s->wake_after || urgent;
     pthread_mutex_unlock(&s->lock);
+    return wake;
 }
 
 /* Turns fetched bytes into a job for the executor, or (not a job) into an
@@ -599,12 +627,11 @@ static wh_job *deliver(wh_rserver *s, size_t qi, const char *p, size_t len) {
     if (job == NULL) {
         /* not JSON, or JSON of the wrong shape: to the dead set as it is;
          * the host goes on */
-        ack *a = wh_xcalloc(1, sizeof *a);
-        a->h = h;
+        ack *a = &h->a;
         a->kind = 'n';
         wh_log(WH_LOG_ERROR, NULL, NULL, "queue %s: a payload that is not %s goes to the dead set: %s", queue,
                err.code == WH_EJSON ? "JSON" : "a job", err.msg);
-        push_ack(s, a);
+        push_ack(s, a, true);
         uv_async_send(&s->wake);
         return NULL;
     }
@@ -620,6 +647,8 @@ static wh_job *deliver(wh_rserver *s, size_t qi, const char *p, size_t len) {
  * stopping) stay in flight in Redis and go back with the rest. */
 static void hand_over(wh_rserver *s, wh_job **jobs, size_t n) {
     size_t accepted = 0;
+    if (n && s->lazy_wake && !uv_is_active((uv_handle_t *)&s->t_flush))
+        uv_timer_start(&s->t_flush, on_flush_timer, FLUSH_MS, FLUSH_MS);
     if (n) wh_async_push_many(s->exec, jobs, n, &accepted);
     for (size_t i = accepted; i < n; i++) {
         held_free(s, jobs[i]->source_ref);
@@ -748,7 +777,7 @@ static void pump(wh_rserver *s) {
         /* a second batch only when it is worth a round trip */
         if (s->fetches >= FETCHES_IN_FLIGHT || (s->fetches && room < s->prefetch_max / 4)) return;
         fetch_ctx *fc = wh_xmalloc(sizeof *fc);
-        fc->asked = room;
+        fc->asked = room < FETCH_MAX ? room : FETCH_MAX;
         fetch_order(s, fc->order);
         argv_b a;
         av_init(&a);
@@ -901,7 +930,8 @@ static void decide(wh_rserver *s, const wh_job *job, const wh_run_result *res, a
 
 void wh_rserver_outcome(void *ud, wh_job *job, const wh_run_result *res, bool stopping) {
     wh_rserver *s = ud;
-    ack *a = wh_xcalloc(1, sizeof *a);
+    held *h = job->source_ref;
+    ack *a = &h->a;
     bool keep = stopping && res->rc != 0 && strstr(res->err.msg, "interrupted: the host is shutting down");
     if (keep) {
         /* interrupted by the shutdown: not a failure; it stays in flight and
@@ -912,15 +942,16 @@ void wh_rserver_outcome(void *ud, wh_job *job, const wh_run_result *res, bool st
     } else {
         decide(s, job, res, a);
     }
-    a->h = job->source_ref;
-    wh_job_free(job);
-    push_ack(s, a);
-    uv_async_send(&s->wake);
+    a->job = job;
+    if (push_ack(s, a, stopping)) uv_async_send(&s->wake);
 }
 
+/* Releases what an outcome holds (not the entry it lives in). */
 static void free_ack(ack *a) {
+    wh_job_free(a->job);
+    a->job = NULL;
     wh_free(a->newp);
-    wh_free(a);
+    a->newp = NULL;
 }
 
 /* ==== recording outcomes (I/O thread) ===================================== */
@@ -960,12 +991,20 @@ static void on_ack(wh_rserver *s, conn *c, redisReply *r, void *data) {
     }
     while (batch) {
         ack *next = batch->next;
-        held_free(s, batch->h); /* recorded: out of the in-flight list */
         free_ack(batch);
+        held_free(s, batch->h); /* recorded: out of the in-flight list */
         batch = next;
     }
     flush_acks(s);
     if (s->stopping) final_steps(s);
+}
+
+/* While outcomes come in fast (workers wake us only every wake_after of
+ * them), this picks up the rest every FLUSH_MS; it stops when no job is out. */
+static void on_flush_timer(uv_timer_t *t) {
+    wh_rserver *s = t->data;
+    flush_acks(s);
+    if (s->outstanding == 0) uv_timer_stop(&s->t_flush); /* hand_over starts it again */
 }
 
 /* Sends outcomes in batches, a few batches in flight at once. */
@@ -976,6 +1015,21 @@ static void flush_acks(wh_rserver *s) {
     pthread_mutex_unlock(&s->lock);
     if (handed) {
         s->outstanding = s->outstanding > handed ? s->outstanding - handed : 0;
+        s->window_done += handed;
+        double now = wh_clock_monotonic(), took = now - s->window_start;
+        if (took >= PREFETCH_WINDOW_S) {
+            double want = (double)s->window_done / took * PREFETCH_WORK_S;
+            s->prefetch_max = want <= (double)s->prefetch_min   ? s->prefetch_min
+                              : want >= (double)s->prefetch_cap ? s->prefetch_cap
+                                                                : (size_t)want;
+            s->window_start = now;
+            s->window_done = 0;
+            size_t wake_after = s->prefetch_max > s->prefetch_min ? s->prefetch_max / 4 : 1;
+            pthread_mutex_lock(&s->lock);
+            s->wake_after = wake_after;
+            pthread_mutex_unlock(&s->lock);
+            s->lazy_wake = wake_after > 1;
+        }
         pump(s);
     }
     while (s->up && s->ack_batches < ACK_BATCHES_IN_FLIGHT) {
@@ -986,9 +1040,11 @@ static void flush_acks(wh_rserver *s) {
             ack *a = s->acks;
             s->acks = a->next;
             a->next = NULL;
+            wh_job_free(a->job); /* on the thread that allocated it */
+            a->job = NULL;
             if (a->kind == 'k') { /* stays in flight; goes back with the rest */
-                held_free(s, a->h);
                 free_ack(a);
+                held_free(s, a->h);
                 continue;
             }
             *tail = a;
@@ -1494,6 +1550,7 @@ static void close_all(wh_rserver *s) {
     close_handle((uv_handle_t *)&s->t_reconnect);
     close_handle((uv_handle_t *)&s->t_final);
     close_handle((uv_handle_t *)&s->t_reconcile);
+    close_handle((uv_handle_t *)&s->t_flush);
 }
 
 static void on_deregistered(wh_rserver *s, conn *c, redisReply *r, void *data) {
@@ -1651,7 +1708,10 @@ int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err
         return wh_err_set(err, WH_ECONFIG, "BackgroundQueue needs 1 to 64 queues to fetch from (workers.queues, "
                                            "or the queues the workers name); got %zu", s->nqueues);
     }
-    s->prefetch_max = (size_t)cfg->concurrency * PREFETCH_PER_THREAD;
+    s->prefetch_min = (size_t)cfg->concurrency * PREFETCH_MIN_PER_THREAD;
+    s->prefetch_cap = (size_t)cfg->concurrency * PREFETCH_MAX_PER_THREAD;
+    s->prefetch_max = s->prefetch_min;
+    s->wake_after = 1;
     s->started_at = wh_clock_wall();
     s->rng = 0x9E3779B97F4A7C15ULL ^ (uint64_t)(s->started_at * 1e6);
     s->cmd.s = s;
@@ -1674,7 +1734,7 @@ int wh_rserver_start(wh_rserver *s, wh_err *err) {
     uv_async_init(&s->loop, &s->wake, on_wake);
     s->wake.data = s;
     uv_timer_t *timers[] = {&s->t_heartbeat, &s->t_scheduler, &s->t_reaper,
-                            &s->t_watchdog, &s->t_reconnect, &s->t_final, &s->t_reconcile};
+                            &s->t_watchdog, &s->t_reconnect, &s->t_final, &s->t_reconcile, &s->t_flush};
     for (size_t i = 0; i < sizeof timers / sizeof *timers; i++) {
         uv_timer_init(&s->loop, timers[i]);
         timers[i]->data = s;
@@ -1717,12 +1777,7 @@ void wh_rserver_free(wh_rserver *s) {
     wh_free(s->queues);
     wh_free(s->weights);
     wh_free(s->blockers);
-    ack *a = s->acks;
-    while (a) {
-        ack *n = a->next;
-        free_ack(a);
-        a = n;
-    }
+    for (ack *a = s->acks; a; a = a->next) free_ack(a);
     while (s->held.next != &s->held) held_free(s, s->held.next);
     wh_free(s->drops);
     wh_free(s->info_json);
