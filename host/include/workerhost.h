@@ -100,6 +100,8 @@ typedef struct wh_enqueue_options {
  * are checked against the worker's schema in C first; a refused job is not
  * queued (WH_EARGS, the message names the argument path).
  * On success writes the new job's id into jid_out (may be NULL).
+ * In BackgroundQueue mode the job is pushed to Redis as Sidekiq's client
+ * does (WH_EUNAVAIL, within about 2 s, when Redis cannot be reached).
  * In ForegroundBlocking mode the job runs now, in the calling thread, and the
  * call returns its outcome: 0, or WH_EJOB with the job's error in err
  * (jid_out is filled in both cases).
@@ -107,6 +109,17 @@ typedef struct wh_enqueue_options {
  * Thread: any thread, concurrently, once wh_host_new has returned. */
 int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, size_t len,
                     const wh_enqueue_options *opts, char jid_out[WH_JID_SIZE], wh_err *err);
+
+/* Enqueues n jobs of worker `class_name`: args_json[i] (lens[i] bytes) as in
+ * wh_host_enqueue, the same options for all. Every job is checked first; if
+ * any is refused nothing is queued and the error names it ("job 3 of 10").
+ * BackgroundQueue: one pipelined push (Sidekiq's push_bulk: jobs[0] is
+ * popped first). BackgroundAsync: queued in order. ForegroundBlocking: each
+ * runs now, in order; all run, and the first failure is returned (WH_EJOB).
+ * jids_out (may be NULL) receives the n job ids.
+ * Errors: as wh_host_enqueue. Thread: any, as wh_host_enqueue. */
+int wh_host_enqueue_bulk(wh_host *h, const char *class_name, const char *const *args_json, const size_t *lens,
+                         size_t n, const wh_enqueue_options *opts, char (*jids_out)[WH_JID_SIZE], wh_err *err);
 
 /* Blocks until no job is queued or running and no scheduled job or retry is
  * due within `within` seconds (BackgroundAsync). Returns at once in the

@@ -219,6 +219,81 @@ static void test_stop_puts_jobs_back_in_order(void) {
     redisFree(c);
 }
 
+static char *rpop(redisContext *c, const char *key) {
+    redisReply *r = redisCommand(c, "RPOP %s", key);
+    char *v = (r && r->type == REDIS_REPLY_STRING) ? strdup(r->str) : NULL;
+    freeReplyObject(r);
+    return v;
+}
+
+/* wh_host_enqueue and wh_host_enqueue_bulk push to Redis as Sidekiq's client
+ * does; a refused job in a bulk queues nothing; wh.enqueue inside a job
+ * pushes too; every pushed job runs. */
+static void test_enqueue_into_redis(void) {
+    redisContext *c = rc_connect();
+    freeReplyObject(redisCommand(c, "FLUSHALL"));
+    make_app("");
+    wh_host_options o = {root, "test", NULL};
+    wh_host *h = NULL;
+    wh_err err;
+    ASSERT_EQ_INT(wh_host_new(&h, &o, &err), 0);
+    char jid[WH_JID_SIZE];
+    ASSERT_EQ_INT(wh_host_enqueue(h, "Noop", "{\"n\":7}", 7, NULL, jid, &err), 0);
+    ASSERT_EQ_INT(strlen(jid), 24);
+    ASSERT_EQ_INT(get_int(c, "LLEN %s", "queue:default"), 1);
+    ASSERT_EQ_INT(get_int(c, "SISMEMBER queues %s", "default"), 1);
+    char *p = rpop(c, "queue:default");
+    ASSERT(p != NULL);
+    if (p) {
+        ASSERT_CONTAINS(p, "\"class\":\"Noop\"");
+        ASSERT_CONTAINS(p, "\"args\":[{\"n\":7}]");
+        ASSERT_CONTAINS(p, jid);
+        ASSERT_CONTAINS(p, "\"enqueued_at\":");
+    }
+    free(p);
+
+    const char *args[] = {"{\"n\":1}", "{\"n\":2}", "{\"n\":3}"};
+    size_t lens[] = {7, 7, 7};
+    char jids[3][WH_JID_SIZE];
+    ASSERT_EQ_INT(wh_host_enqueue_bulk(h, "Noop", args, lens, 3, NULL, jids, &err), 0);
+    ASSERT_EQ_INT(get_int(c, "LLEN %s", "queue:default"), 3);
+    for (int i = 0; i < 3; i++) { /* the first given is popped first */
+        char *q = rpop(c, "queue:default");
+        ASSERT(q != NULL);
+        if (q) ASSERT_CONTAINS(q, jids[i]);
+        free(q);
+    }
+    const char *bad[] = {"{\"n\":1}", "{\"n\":\"two\"}", "{\"n\":3}"};
+    size_t blens[] = {7, 11, 7};
+    ASSERT_EQ_INT(wh_host_enqueue_bulk(h, "Noop", bad, blens, 3, NULL, NULL, &err), WH_EARGS);
+    ASSERT_CONTAINS(err.msg, "job 2 of 3");
+    ASSERT_EQ_INT(get_int(c, "LLEN %s", "queue:default"), 0);
+
+    /* run: 3 pushed + 1 chained from inside a job */
+    ASSERT_EQ_INT(wh_host_enqueue_bulk(h, "Noop", args, lens, 3, NULL, NULL, &err), 0);
+    ASSERT_EQ_INT(wh_host_enqueue(h, "Chain", "{\"n\":9}", 7, NULL, NULL, &err), 0);
+    ASSERT_EQ_INT(wh_host_start(h, &err), 0);
+    ASSERT(wait_counter(c, "stat:processed", 5, 10));
+    ASSERT_EQ_INT(get_int(c, "GET %s", "stat:failed"), 0);
+    wh_host_free(h);
+    redisFree(c);
+}
+
+/* With Redis unreachable, enqueue fails fast with WH_EUNAVAIL. */
+static void test_enqueue_redis_down(void) {
+    char yaml[512];
+    snprintf(yaml, sizeof yaml, "workers:\n  mode: BackgroundQueue\n  concurrency: 1\nqueue:\n"
+                                "  uri: redis://127.0.0.1:1/0\nlogger:\n  level: error\n");
+    write_file("config/down.yaml", yaml);
+    wh_host_options o = {root, "down", NULL};
+    wh_host *h = NULL;
+    wh_err err;
+    ASSERT_EQ_INT(wh_host_new(&h, &o, &err), 0);
+    ASSERT_EQ_INT(wh_host_enqueue(h, "Noop", "{\"n\":1}", 7, NULL, NULL, &err), WH_EUNAVAIL);
+    ASSERT_CONTAINS(err.msg, "redis://127.0.0.1:1/0");
+    wh_host_free(h);
+}
+
 int main(void) {
     wh_log_setup(WH_LOG_ERROR, WH_LOG_TEXT);
     (void)wh_test_redis_pause;
@@ -238,10 +313,15 @@ int main(void) {
     write_file("workers/slow.lua", "local wh = require 'workerhost'\n"
                                    "return wh.worker { args = { n = 'integer' }, perform = function()\n"
                                    "  local t = os.time() + 2 while os.time() < t do end end }\n");
+    write_file("workers/chain.lua", "local wh = require 'workerhost'\n"
+                                    "return wh.worker { args = { n = 'integer' }, perform = function(a)\n"
+                                    "  assert(#wh.enqueue('Noop', { n = a.n + 1 }) == 24) end }\n");
     RUN(test_jobs_run_once_and_are_recorded);
     RUN(test_reaper_recovers_expired_process);
     RUN(test_reaper_same_machine_check);
     RUN(test_stop_puts_jobs_back_in_order);
+    RUN(test_enqueue_into_redis);
+    RUN(test_enqueue_redis_down);
     wh_test_redis_stop(&R);
     wh_test_rm_tree(root);
     return TEST_REPORT();

@@ -6,7 +6,11 @@
  * ForegroundBlocking: enqueue runs the job at once in the caller's thread, in
  * a VM taken from a pool (at most workers.concurrency VMs; a caller waits
  * when all are busy), so two threads never share a VM. A job enqueued from
- * inside a job runs at once in the same VM. */
+ * inside a job runs at once in the same VM.
+ *
+ * BackgroundQueue: the executor is fed by the Redis server (redis/server.c);
+ * enqueue (C API and wh.enqueue in jobs) pushes to Redis through a pool of
+ * synchronous clients (redis/pool.c), one per concurrent caller. */
 #include "app/host.h"
 
 #include <pthread.h>
@@ -22,7 +26,11 @@
 #include "core/mem.h"
 #include "lua/lmodule.h"
 #include "lua/vm.h"
+#include "redis/pool.h"
 #include "redis/server.h"
+
+/* enqueue into Redis: connect and each command within this (as the CLI) */
+#define WH_ENQUEUE_REDIS_TIMEOUT_S 2.0
 
 struct wh_host {
     wh_config *cfg;
@@ -31,6 +39,7 @@ struct wh_host {
     bool started, stopped;
     wh_async *async; /* the executor: BackgroundAsync and BackgroundQueue; NULL in ForegroundBlocking */
     wh_rserver *rserver; /* BackgroundQueue: fetch from and record to Redis */
+    wh_redis_pool *pusher; /* BackgroundQueue: enqueue into Redis */
     wh_async_observer observer;
     void *observer_ud;
 
@@ -136,6 +145,12 @@ static int lhost_enqueue(void *ud, lua_State *L, const char *name, wh_json_doc *
         lua_pushstring(L, jid);
         return 1;
     }
+    if (h->cfg->mode == WH_MODE_BACKGROUND_QUEUE) {
+        int rc = wh_redis_pool_push(h->pusher, &job, 1, err);
+        if (rc == 0) lua_pushstring(L, job->jid);
+        wh_job_free(job);
+        return rc ? rc : 1;
+    }
     lua_pushstring(L, job->jid);
     /* ForegroundBlocking: run at once, in this VM; a failing nested job does
      * not raise in its caller */
@@ -182,12 +197,89 @@ int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, s
     }
     case WH_MODE_BACKGROUND_ASYNC:
         return wh_async_push(h->async, job, err); /* takes the job */
+    case WH_MODE_BACKGROUND_QUEUE:
+        rc = wh_redis_pool_push(h->pusher, &job, 1, err);
+        break;
     default:
         rc = wh_err_set(err, WH_EUNAVAIL, "workers.mode %s is not available in this build",
                         wh_mode_name(h->cfg->mode));
         break;
     }
     wh_job_free(job);
+    return rc;
+}
+
+int wh_host_enqueue_bulk(wh_host *h, const char *class_name, const char *const *args_json, const size_t *lens,
+                         size_t n, const wh_enqueue_options *opts, char (*jids_out)[WH_JID_SIZE], wh_err *err) {
+    if (h == NULL || class_name == NULL || (n && (args_json == NULL || lens == NULL)))
+        return wh_err_set(err, WH_EINVAL, "wh_host_enqueue_bulk: NULL argument");
+    if (h->stopped) return wh_err_set(err, WH_EUNAVAIL, "the host is stopped");
+    int rc = validate_options(opts, err);
+    if (rc) return rc;
+    const wh_worker_def *def = wh_catalog_find(h->cat, class_name);
+    if (def == NULL) return unknown_class(h, class_name, err);
+    /* every job is checked before any is queued */
+    wh_job **jobs = wh_xcalloc(n ? n : 1, sizeof *jobs);
+    wh_json_limits lim = {h->cfg->max_payload_bytes, 0};
+    double now = wh_clock_wall();
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        wh_json_doc *doc = wh_json_parse(args_json[i] ? args_json[i] : "", lens[i], &lim, err);
+        if (doc == NULL) {
+            wh_err_prefix(err, "%s: job %zu of %zu", class_name, i + 1, n);
+            rc = WH_EJSON;
+        } else if (wh_schema_check_call_args(def->schema, wh_json_doc_root(doc), err) != 0) {
+            wh_err_prefix(err, "%s: job %zu of %zu", class_name, i + 1, n);
+            wh_json_doc_free(doc);
+            rc = WH_EARGS;
+        } else {
+            jobs[i] = wh_job_new(def, doc, wh_json_doc_root(doc), opts, now);
+        }
+    }
+    size_t done = 0;
+    if (rc == 0) {
+        switch (h->cfg->mode) {
+        case WH_MODE_BACKGROUND_QUEUE:
+            rc = wh_redis_pool_push(h->pusher, jobs, n, err);
+            break;
+        case WH_MODE_BACKGROUND_ASYNC:
+            /* pushed in order; the queue takes each one (and frees it) */
+            for (; done < n && rc == 0; done++) {
+                if (jids_out) memcpy(jids_out[done], jobs[done]->jid, WH_JID_SIZE);
+                wh_job *job = jobs[done];
+                jobs[done] = NULL;
+                rc = wh_async_push(h->async, job, err);
+                if (rc) wh_err_prefix(err, "%s: job %zu of %zu (the ones before it are queued)", class_name, done + 1,
+                                      n);
+            }
+            break;
+        case WH_MODE_FOREGROUND_BLOCKING: {
+            /* each runs now, in order; the first failure is returned, after all ran */
+            wh_vm *vm = pool_take(h, err);
+            if (vm == NULL) {
+                rc = err ? err->code : WH_ESCRIPT;
+                break;
+            }
+            wh_err jerr;
+            for (size_t i = 0; i < n; i++) {
+                int jrc = run_now(h, vm, jobs[i], &jerr);
+                if (jrc && rc == 0) {
+                    rc = jrc;
+                    if (err) *err = jerr;
+                }
+            }
+            pool_give(h, vm);
+            break;
+        }
+        default:
+            rc = wh_err_set(err, WH_EUNAVAIL, "workers.mode %s is not available in this build",
+                            wh_mode_name(h->cfg->mode));
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (jids_out && jobs[i] && i >= done) memcpy(jids_out[i], jobs[i]->jid, WH_JID_SIZE);
+        wh_job_free(jobs[i]);
+    }
+    wh_free(jobs);
     return rc;
 }
 
@@ -238,6 +330,9 @@ int wh_host_new_mode(wh_host **out, const wh_host_options *opts, const wh_mode *
     if (cfg->mode == WH_MODE_BACKGROUND_QUEUE) {
         wh_rserver_options ro = {cfg, cat};
         rc = wh_rserver_new(&ro, &h->rserver, err);
+        if (rc == 0)
+            rc = wh_redis_pool_new(cfg->queue_uri, cfg->queue_namespace, WH_ENQUEUE_REDIS_TIMEOUT_S,
+                                   (size_t)cfg->concurrency + 1, &h->pusher, err);
         if (rc) {
             wh_host_free(h);
             return rc;
@@ -297,6 +392,7 @@ void wh_host_free(wh_host *h) {
         return;
     }
     wh_rserver_free(h->rserver);
+    wh_redis_pool_free(h->pusher);
     wh_async_free(h->async);
     for (size_t i = 0; i < h->nidle; i++) wh_vm_free(h->idle[i]);
     wh_free(h->idle);
