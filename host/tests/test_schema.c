@@ -392,9 +392,12 @@ static void test_hash(void) {
     COMPILE(positional, "args = { 'string' }");
     COMPILE(positional2, "args = { 'integer' }");
     COMPILE(none, "");
+    /* a field name that reads like two fields in a naive description */
+    COMPILE(two_fields, "args = { a = 'integer', b = 'string' }");
+    COMPILE(one_odd_name, "args = { ['a: integer, b'] = 'string' }");
 
     const wh_schema *all[] = {a, same, type_changed, deep_changed, bound_changed, opt_changed,
-                              unknown_changed, positional, positional2, none};
+                              unknown_changed, positional, positional2, none, two_fields, one_odd_name};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (!is_hash(wh_schema_hash(all[i]))) WH_TEST_FAIL("not 16 hex: \"%s\"", wh_schema_hash(all[i]));
     ASSERT_STREQ(wh_schema_hash(a), wh_schema_hash(same));
@@ -436,6 +439,8 @@ static void test_describe(void) {
         {"args = { o = t.object({ id = 'integer', b = t.string{ min_len = 1 } }, { allow_unknown = true }) }",
          "{o: {b: string(min_len=1), id: integer, ...}}"},
         {"args = { o = t.object({}, { allow_unknown = true }), p = t.object{} }", "{o: {...}, p: {}}"},
+        {"args = { ['a: integer, b'] = 'string', ['my-key'] = 'integer' }",
+         "{\"a: integer, b\": string, \"my-key\": integer}"},
         {"args = { l = t.array('integer?', { min_items = 1 }):default({1}) }",
          "{l: array(integer?, min_items=1) = [1]}"},
     };

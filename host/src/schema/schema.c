@@ -435,6 +435,17 @@ static void describe_opts(const wh_type *t, wh_buf *out, bool *any) {
 #undef OPT
 }
 
+/* A field name as is when it is an identifier, else as a JSON string: the
+ * description is also the canonical form hashed into wh_schema, so a name
+ * holding ": " or ", " must not read like two fields. */
+static void describe_name(const char *name, wh_buf *out) {
+    bool plain = *name != '\0';
+    for (const char *p = name; *p && plain; p++)
+        plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_';
+    if (plain) wh_buf_puts(out, name);
+    else wh_json_write_string(out, name, strlen(name));
+}
+
 void wh_type_describe(const wh_type *t, wh_buf *out) {
     bool any = false;
     switch (t->kind) {
@@ -456,7 +467,9 @@ void wh_type_describe(const wh_type *t, wh_buf *out) {
     case WH_T_OBJECT:
         wh_buf_puts(out, "{");
         for (size_t i = 0; i < t->nfields; i++) {
-            wh_buf_printf(out, "%s%s: ", i ? ", " : "", t->fields[i].name);
+            wh_buf_puts(out, i ? ", " : "");
+            describe_name(t->fields[i].name, out);
+            wh_buf_puts(out, ": ");
             wh_type_describe(t->fields[i].type, out);
         }
         if (t->allow_unknown) wh_buf_puts(out, t->nfields ? ", ..." : "...");
