@@ -74,6 +74,28 @@ wh_job *wh_job_parse(const char *text, size_t len, const wh_json_limits *limits,
     return job;
 }
 
+wh_job *wh_job_raw(const char *raw, size_t len, const char *queue) {
+    wh_job *job = wh_xcalloc(1, sizeof *job);
+    job->detached = true;
+    job->raw = raw;
+    job->raw_len = len;
+    job->queue = job->source_queue = queue;
+    return job;
+}
+
+int wh_job_materialize(wh_job *job, const wh_json_limits *limits, wh_err *err) {
+    if (!job->detached || job->doc) return 0;
+    wh_json_doc *doc = wh_json_parse(job->raw, job->raw_len, limits, err);
+    if (doc == NULL) return err ? err->code : WH_EJSON;
+    job->doc = doc;
+    job->payload = wh_json_doc_root(doc);
+    const char *queue = job->queue;
+    int rc = read_fields(job, err);
+    job->queue = queue; /* routed by where it was fetched, as Sidekiq does */
+    if (rc) job->class_name = NULL;
+    return rc;
+}
+
 wh_job *wh_job_new(const wh_worker_def *def, wh_json_doc *doc, const wh_json *args,
                    const wh_enqueue_options *opts, double now) {
     wh_job *job = wh_json_doc_alloc(doc, sizeof *job);
@@ -99,7 +121,9 @@ wh_job *wh_job_new(const wh_worker_def *def, wh_json_doc *doc, const wh_json *ar
 void wh_job_free(wh_job *job) {
     if (job == NULL) return;
     wh_free(job->last_error);
-    wh_json_doc_free(job->doc); /* the job itself lives in it */
+    bool detached = job->detached;
+    wh_json_doc_free(job->doc); /* the job itself lives in it, unless detached */
+    if (detached) wh_free(job);
 }
 
 static void write_float(wh_buf *out, double d) {

@@ -41,6 +41,7 @@ typedef struct wh_job {
     struct wh_job *next;    /* queue link */
     char *last_error;       /* owned; the error of the last failed attempt */
     bool first_attempt_done;
+    bool detached;          /* the struct is malloc'd, not in doc (wh_job_raw) */
 } wh_job;
 
 /* Reads a payload from JSON text (as a queue or a foreign client hands it).
@@ -48,6 +49,18 @@ typedef struct wh_job {
  * WH_EJSON for text that is not JSON, WH_EARGS for a payload without a
  * string "class" or an array "args" (the message says which). */
 wh_job *wh_job_parse(const char *text, size_t len, const wh_json_limits *limits, wh_err *err);
+
+/* A job that is, for now, only its fetched bytes: raw (len bytes) and queue
+ * are borrowed and must outlive the job; nothing is parsed, class_name is
+ * NULL. The thread that runs it calls wh_job_materialize first, so parsing
+ * happens there (BackgroundQueue: off the I/O thread). Owned: wh_job_free. */
+wh_job *wh_job_raw(const char *raw, size_t len, const char *queue);
+
+/* Parses a wh_job_raw job's bytes and fills in its fields, as wh_job_parse
+ * would. Returns 0, or WH_EJSON / WH_EARGS as wh_job_parse; on failure
+ * class_name stays NULL (the job is not a job) and the job can still be
+ * freed. A job that is already parsed is left alone (returns 0). */
+int wh_job_materialize(wh_job *job, const wh_json_limits *limits, wh_err *err);
 
 /* Builds a new job of worker def from call-shaped arguments (`args`, in
  * `args_doc`, already checked) and options. Takes ownership of args_doc.

@@ -615,31 +615,14 @@ static bool push_ack(wh_rserver *s, ack *a, bool urgent) {
     return wake;
 }
 
-/* Turns fetched bytes into a job for the executor, or (not a job) into an
- * outcome for the dead set. Returns the job or NULL. */
+/* Wraps fetched bytes as a job for the executor, unparsed: the worker
+ * thread parses it (wh_job_materialize), which keeps JSON off this thread,
+ * the one every job goes through. */
 static wh_job *deliver(wh_rserver *s, size_t qi, const char *p, size_t len) {
-    const char *queue = s->queues[qi];
     s->outstanding++;
     held *h = held_new(s, qi, p, len);
-    wh_json_limits lim = {s->cfg->max_payload_bytes, 0};
-    wh_err err;
-    wh_job *job = wh_job_parse(h->raw, len, &lim, &err);
-    if (job == NULL) {
-        /* not JSON, or JSON of the wrong shape: to the dead set as it is;
-         * the host goes on */
-        ack *a = &h->a;
-        a->kind = 'n';
-        wh_log(WH_LOG_ERROR, NULL, NULL, "queue %s: a payload that is not %s goes to the dead set: %s", queue,
-               err.code == WH_EJSON ? "JSON" : "a job", err.msg);
-        push_ack(s, a, true);
-        uv_async_send(&s->wake);
-        return NULL;
-    }
-    job->raw = h->raw; /* the held entry outlives the job */
-    job->raw_len = len;
+    wh_job *job = wh_job_raw(h->raw, len, s->queues[qi]); /* both outlive the job */
     job->source_ref = h;
-    job->source_queue = wh_json_doc_strndup(job->doc, queue, strlen(queue));
-    job->queue = job->source_queue; /* routed by where it was fetched, as Sidekiq does */
     return job;
 }
 
@@ -933,7 +916,12 @@ void wh_rserver_outcome(void *ud, wh_job *job, const wh_run_result *res, bool st
     held *h = job->source_ref;
     ack *a = &h->a;
     bool keep = stopping && res->rc != 0 && strstr(res->err.msg, "interrupted: the host is shutting down");
-    if (keep) {
+    if (job->class_name == NULL) {
+        /* not JSON, or JSON of the wrong shape: to the dead set as it is; the host goes on */
+        a->kind = 'n';
+        wh_log(WH_LOG_ERROR, NULL, NULL, "queue %s: a payload that is not %s goes to the dead set: %s",
+               s->queues[h->qi], res->rc == WH_EJSON ? "JSON" : "a job", res->err.msg);
+    } else if (keep) {
         /* interrupted by the shutdown: not a failure; it stays in flight and
          * goes back to its queue with the rest */
         a->kind = 'k';
@@ -942,6 +930,10 @@ void wh_rserver_outcome(void *ud, wh_job *job, const wh_run_result *res, bool st
     } else {
         decide(s, job, res, a);
     }
+    wh_json_doc_free(job->doc); /* allocated on this thread; the struct goes back to the I/O thread's */
+    job->doc = NULL;
+    job->payload = job->args = NULL;
+    job->class_name = NULL;
     a->job = job;
     if (push_ack(s, a, stopping)) uv_async_send(&s->wake);
 }
