@@ -240,6 +240,9 @@ static void test_new_code_after_reload_running_job_on_old(void) {
     line_for(2, line, sizeof line);
     ASSERT_STREQ(line, "v2 libA 2");
     ASSERT(wait_until(all_switched, h));
+    wh_async_stats st;
+    wh_async_get_stats(wh_host_async(h), &st);
+    ASSERT_EQ_INT((int)st.generation, 2);
     ASSERT_EQ_INT((int)atomic_load(&seen_failed), 0);
     close_app(h);
 }
@@ -374,6 +377,36 @@ static void test_removed_and_added_workers(void) {
     close_app(h);
 }
 
+static void test_removed_worker_queued_job_is_unknown_class(void) {
+    make_app("BackgroundAsync", 1, NULL);
+    char body[PATH_MAX * 2 + 256];
+    snprintf(body, sizeof body,
+             "if args.n == 1 then io.open('%s/started', 'w'):close()\n"
+             "    while not io.open('%s/go') do end end",
+             root, root);
+    write_echo("v1", NULL, body);
+    write_file("workers/other_worker.lua", "local wh = require 'workerhost'\n"
+                                           "return wh.worker { perform = function() end }\n");
+    wh_host *h = open_observed_host();
+    ASSERT_EQ_INT(enqueue_n(h, 1), 0);
+    ASSERT(wait_until(file_exists_pred, "started"));
+    wh_err err = WH_ERR_INIT;
+    ASSERT_EQ_INT(wh_host_enqueue(h, "OtherWorker", "{}", 2, NULL, NULL, &err), 0); /* queued */
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/workers/other_worker.lua", root);
+    unlink(path);
+    ASSERT_EQ_INT(wh_host_reload(h, &err), 0);
+    write_file("go", "");
+    wh_host_wait_idle(h, 0, NULL);
+    ASSERT_EQ_INT((int)atomic_load(&seen_failed), 1);
+    ASSERT_CONTAINS(first_failure, "OtherWorker");
+    wh_async_stats st;
+    wh_async_get_stats(wh_host_async(h), &st);
+    ASSERT_EQ_INT((int)st.retries, 1); /* kept for a retry, as any unknown class */
+    ASSERT_EQ_INT((int)st.dead, 0);
+    close_app(h);
+}
+
 static void test_foreground_blocking_reload(void) {
     make_app("ForegroundBlocking", 2, NULL);
     wh_host_options o = {root, "test", NULL};
@@ -461,6 +494,7 @@ int main(void) {
     RUN(test_schema_check_at_run_uses_the_running_generation);
     RUN(test_recycled_vm_keeps_its_generation);
     RUN(test_removed_and_added_workers);
+    RUN(test_removed_worker_queued_job_is_unknown_class);
     RUN(test_foreground_blocking_reload);
     RUN(test_reload_storm_loses_nothing);
     return TEST_REPORT();

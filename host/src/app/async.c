@@ -478,6 +478,7 @@ wh_async *wh_async_new(const wh_async_options *opts) {
     wh_async *a = wh_xcalloc(1, sizeof *a);
     a->o = *opts;
     a->cfg = opts->cfg;
+    a->gen = 1; /* as the host counts: 1 at start */
     wh_catalog_retain(opts->catalog);
     pthread_mutex_init(&a->lock, NULL);
     pthread_cond_init(&a->work, NULL);
