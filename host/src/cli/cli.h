@@ -42,6 +42,10 @@ void wh_cli_pidfile_remove(char *path);
 /* Records the outcome of reload attempt number `attempt` (rc and, on
  * failure, its message) in <root>/tmp/workerhost.reload. Callers serialize. */
 void wh_cli_reload_status(const wh_config *cfg, unsigned attempt, wh_host *h, int rc, const char *message);
+/* True when <root>/tmp/workerhost.pid names a running workerhost; fills its
+ * pid, generation and last reload (epoch seconds, 0 = none) from the
+ * status file. */
+bool wh_cli_local_host(const char *root, long *pid, unsigned *generation, double *reloaded_at);
 /* workerhost reload [--no-wait | --status] */
 int wh_cli_reload(const wh_cli *cli);
 

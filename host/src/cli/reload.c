@@ -155,6 +155,27 @@ static void print_status(const status *s) {
     }
 }
 
+bool wh_cli_local_host(const char *root, long *pid, unsigned *generation, double *reloaded_at) {
+    char *pidpath = tmp_path(root, "workerhost.pid");
+    char *statpath = tmp_path(root, "workerhost.reload");
+    long p = read_pid(pidpath);
+    bool alive = p > 0 && kill((pid_t)p, 0) == 0 && is_workerhost(p);
+    status st;
+    if (alive) {
+        *pid = p;
+        if (read_status(statpath, &st)) {
+            *generation = st.generation;
+            *reloaded_at = st.reloaded_at;
+        } else {
+            *generation = 1;
+            *reloaded_at = 0;
+        }
+    }
+    wh_free(pidpath);
+    wh_free(statpath);
+    return alive;
+}
+
 int wh_cli_reload(const wh_cli *cli) {
     bool status_only = false;
     double wait = 60;
