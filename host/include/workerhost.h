@@ -129,10 +129,14 @@ int wh_host_wait_idle(wh_host *h, double within, wh_err *err);
 int wh_host_reload(wh_host *h, wh_err *err);
 
 /* The generation of the code new jobs run on: 1 at start, +1 for each
- * successful wh_host_reload. Any thread; never blocks for long. */
+ * successful wh_host_reload. Any thread, lock-free (safe under any other
+ * lock); 0 for NULL. */
 unsigned wh_host_generation(const wh_host *h);
 
-/* Epoch seconds of the last successful reload, 0 if none. Any thread. */
+/* Epoch seconds of the last successful reload, 0 if none. Any thread,
+ * lock-free. Read right after a reload, it may belong to the generation
+ * before the one wh_host_generation just returned (or after): read both
+ * twice if the pair must match. */
 double wh_host_reloaded_at(const wh_host *h);
 
 /* Stops taking jobs, lets running ones finish for up to `timeout` seconds

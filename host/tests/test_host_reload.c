@@ -439,6 +439,8 @@ static void *produce(void *arg) {
     while (!atomic_load(&p->stop)) {
         if (enqueue_n(p->h, p->sent + 1) == 0) p->sent++;
         else p->refused++;
+        /* as a heartbeat would, on another thread */
+        if (wh_host_generation(p->h) == 0 || wh_host_reloaded_at(p->h) < 0) p->refused++;
         if (p->sent % 8 == 0) usleep(200);
     }
     return NULL;

@@ -10,6 +10,7 @@
 #include "app/host.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -30,8 +31,10 @@ struct wh_host {
      * readers take a reference under it (current()). */
     pthread_mutex_t cat_lock;
     wh_catalog *cat;
-    unsigned generation;   /* 1 at start, +1 per successful reload */
-    double reloaded_at;    /* epoch seconds of the last successful reload; 0 = none */
+    /* written under cat_lock, read without a lock (wh_host_generation may be
+     * called from anywhere, even under another module's lock) */
+    atomic_uint generation;      /* 1 at start, +1 per successful reload */
+    atomic_llong reloaded_at_us; /* epoch microseconds of the last successful reload; 0 = none */
     pthread_mutex_t reload_lock; /* one reload at a time */
     wh_lhost lhost; /* behind wh.enqueue in this host's VMs */
     bool started;
@@ -56,7 +59,7 @@ const wh_catalog *wh_host_catalog(const wh_host *h) { return h->cat; }
 static wh_catalog *current(wh_host *h, unsigned *gen) {
     pthread_mutex_lock(&h->cat_lock);
     wh_catalog *c = wh_catalog_retain(h->cat);
-    if (gen) *gen = h->generation;
+    if (gen) *gen = atomic_load(&h->generation);
     pthread_mutex_unlock(&h->cat_lock);
     return c;
 }
@@ -260,14 +263,16 @@ int wh_host_reload(wh_host *h, wh_err *err) {
     int rc = wh_catalog_load(h->cfg, &cat, err); /* reads and checks in a scratch VM */
     if (rc) {
         pthread_mutex_unlock(&h->reload_lock);
-        wh_log(WH_LOG_ERROR, NULL, NULL, "reload failed, generation %u keeps running: %s", h->generation, err->msg);
+        wh_log(WH_LOG_ERROR, NULL, NULL, "reload failed, generation %u keeps running: %s",
+               atomic_load(&h->generation), err->msg);
         return rc;
     }
     pthread_mutex_lock(&h->cat_lock);
     wh_catalog *old = h->cat;
     h->cat = cat;
-    unsigned gen = ++h->generation;
-    h->reloaded_at = wh_clock_wall();
+    unsigned gen = atomic_load(&h->generation) + 1;
+    atomic_store(&h->reloaded_at_us, (long long)(wh_clock_wall() * 1e6));
+    atomic_store(&h->generation, gen);
     /* under cat_lock: a job enqueued from now on is also run by this
      * generation (or a later one) */
     if (h->async) wh_async_set_catalog(h->async, cat, gen);
@@ -284,24 +289,9 @@ int wh_host_reload(wh_host *h, wh_err *err) {
     return 0;
 }
 
-/* The lock is the one mutable part of a const host. */
-unsigned wh_host_generation(const wh_host *h) {
-    if (h == NULL) return 0;
-    pthread_mutex_t *m = (pthread_mutex_t *)&h->cat_lock;
-    pthread_mutex_lock(m);
-    unsigned g = h->generation;
-    pthread_mutex_unlock(m);
-    return g;
-}
+unsigned wh_host_generation(const wh_host *h) { return h ? atomic_load(&h->generation) : 0; }
 
-double wh_host_reloaded_at(const wh_host *h) {
-    if (h == NULL) return 0;
-    pthread_mutex_t *m = (pthread_mutex_t *)&h->cat_lock;
-    pthread_mutex_lock(m);
-    double t = h->reloaded_at;
-    pthread_mutex_unlock(m);
-    return t;
-}
+double wh_host_reloaded_at(const wh_host *h) { return h ? (double)atomic_load(&h->reloaded_at_us) / 1e6 : 0; }
 
 /* ---- lifetime ---- */
 
@@ -343,7 +333,8 @@ int wh_host_new_mode(wh_host **out, const wh_host_options *opts, const wh_mode *
     wh_host *h = wh_xcalloc(1, sizeof *h);
     h->cfg = cfg;
     h->cat = cat;
-    h->generation = 1;
+    atomic_init(&h->generation, 1);
+    atomic_init(&h->reloaded_at_us, 0);
     pthread_mutex_init(&h->cat_lock, NULL);
     pthread_mutex_init(&h->reload_lock, NULL);
     h->lhost = (wh_lhost){lhost_find, lhost_enqueue, h};

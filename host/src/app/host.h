@@ -26,7 +26,7 @@ wh_catalog *wh_host_current_catalog(wh_host *h, unsigned *generation);
  * wh_host_reload blocks while the new scripts load in a scratch VM; the
  * Redis I/O thread should rather hand the request to another thread (or
  * accept a pause of the load's duration). The generation and reload time
- * are cheap to read from a heartbeat. */
+ * are lock-free reads, safe from a heartbeat on any thread. */
 
 /* Like wh_host_new, but the mode is forced (the CLI's enqueue and tests). */
 int wh_host_new_mode(wh_host **out, const wh_host_options *opts, const wh_mode *mode, wh_err *err);
