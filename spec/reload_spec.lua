@@ -188,6 +188,52 @@ describe("reloading workers", function()
     assert.is_nil(slurp(root .. "/tmp/workerhost.pid"))
   end)
 
+  it("workerhost stats shows the local host's generation", function()
+    if not sh("command -v redis-server >/dev/null 2>&1") then
+      pending("no redis-server installed")
+      return
+    end
+    -- a redis-server of our own on a free port (retried when taken)
+    local port, rpid, rdir
+    for _ = 1, 10 do
+      port = math.random(20000, 60000)
+      rdir = os.tmpname()
+      os.remove(rdir)
+      assert(sh("mkdir -p " .. q(rdir)))
+      sh(("redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s --daemonize no "
+        .. "--logfile %s </dev/null >/dev/null 2>&1 & echo $! > %s"):format(port, q(rdir), q(rdir .. "/redis.log"),
+        q(rdir .. "/pid")))
+      rpid = tonumber((slurp(rdir .. "/pid") or ""):match("%d+"))
+      if wait_for(function()
+        return (slurp(rdir .. "/redis.log") or ""):find("Ready to accept connections", 1, true)
+      end, 5) then break end
+      if rpid then sh("kill " .. rpid) end
+      sh("rm -rf " .. q(rdir))
+      rpid = nil
+    end
+    assert(rpid, "could not start redis-server")
+    local ok, err = pcall(function()
+      root = make_root(false)
+      local f = assert(io.open(root .. "/config/development.yaml", "a"))
+      f:write(("queue:\n  uri: redis://127.0.0.1:%d/0\n"):format(port))
+      f:close()
+      pid = start(root)
+      local out, status = reload(root)
+      assert.are.equal(0, status, out)
+      local p = assert(io.popen("cd " .. q(root) .. " && " .. q(BIN) .. " stats 2>&1"))
+      out = p:read("a")
+      p:close()
+      assert.truthy(out:find("local host: pid " .. pid .. ", worker code generation 2, last reload", 1, true), out)
+      p = assert(io.popen("cd " .. q(root) .. " && " .. q(BIN) .. " stats --json 2>&1"))
+      out = p:read("a")
+      p:close()
+      assert.truthy(out:find('"local":{"pid":' .. pid .. ',"generation":2,', 1, true), out)
+    end)
+    sh("kill " .. rpid)
+    sh("rm -rf " .. q(rdir))
+    assert(ok, err)
+  end)
+
   describe("with workers.reload (the file watch)", function()
     local function reloads(r) return count(log_of(r), "reload requested (files changed)") end
     -- waits for n file-triggered attempts, then a while for any extra one

@@ -79,9 +79,9 @@ struct wh_async {
     size_t dead_n, dead_head;
 
     uint64_t processed, failed, dead_total, vm_rebuilds;
-    size_t left_behind;
+    size_t left_behind;    /* threads detached while stuck in a C call */
     unsigned gen;          /* the generation of o.catalog (under the lock) */
-    double gen_since;      /* when it began (epoch seconds) */ /* threads detached while stuck in a C call */
+    double gen_since;      /* when it began (epoch seconds) */
 };
 
 static double now_of(const wh_async *a) {
