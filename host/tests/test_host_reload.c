@@ -281,6 +281,20 @@ static void test_broken_reload_changes_nothing(void) {
     close_app(h);
 }
 
+static void test_broken_module_nobody_requires_yet(void) {
+    make_app("BackgroundAsync", 1, NULL);
+    wh_host *h = open_host();
+    write_file("lib/later.lua", "local M = {}\nfunction M.f( return 1 end\nreturn M\n");
+    wh_err err = WH_ERR_INIT;
+    ASSERT_EQ_INT(wh_host_reload(h, &err), WH_ESCRIPT);
+    ASSERT_CONTAINS(err.msg, "lib/later.lua:2:");
+    ASSERT_EQ_INT((int)wh_host_generation(h), 1);
+    write_file("lib/later.lua", "local M = {}\nfunction M.f() return 1 end\nreturn M\n");
+    ASSERT_EQ_INT(wh_host_reload(h, &err), 0);
+    ASSERT_EQ_INT((int)wh_host_generation(h), 2);
+    close_app(h);
+}
+
 static void test_schema_follows_generation(void) {
     make_app("BackgroundAsync", 1, NULL);
     wh_host *h = open_observed_host();
@@ -492,6 +506,7 @@ int main(void) {
     wh_log_setup(WH_LOG_ERROR, WH_LOG_TEXT);
     RUN(test_new_code_after_reload_running_job_on_old);
     RUN(test_broken_reload_changes_nothing);
+    RUN(test_broken_module_nobody_requires_yet);
     RUN(test_schema_follows_generation);
     RUN(test_schema_check_at_run_uses_the_running_generation);
     RUN(test_recycled_vm_keeps_its_generation);

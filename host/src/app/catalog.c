@@ -201,9 +201,13 @@ static void free_catalog(wh_catalog *c) {
     wh_free(c);
 }
 
-wh_vm *wh_catalog_new_vm(const wh_catalog *c, const wh_config *cfg, const wh_lhost *host, wh_err *err) {
-    wh_vm_options o = {cfg->memory_limit, (const char *const *)cfg->lua_path, host, c->modules, c->nmodules};
+static wh_vm *new_vm(const wh_catalog *c, const wh_config *cfg, const wh_lhost *host, bool check, wh_err *err) {
+    wh_vm_options o = {cfg->memory_limit, (const char *const *)cfg->lua_path, host, c->modules, c->nmodules, check};
     return wh_vm_new(&o, c->sources, c->nsources, err);
+}
+
+wh_vm *wh_catalog_new_vm(const wh_catalog *c, const wh_config *cfg, const wh_lhost *host, wh_err *err) {
+    return new_vm(c, cfg, host, false, err);
 }
 
 int wh_catalog_load(const wh_config *cfg, wh_catalog **out, wh_err *err) {
@@ -215,7 +219,7 @@ int wh_catalog_load(const wh_config *cfg, wh_catalog **out, wh_err *err) {
         free_catalog(c);
         return rc;
     }
-    wh_vm *vm = wh_catalog_new_vm(c, cfg, NULL, err);
+    wh_vm *vm = new_vm(c, cfg, NULL, true, err); /* the scratch VM: every module compiles too */
     if (vm == NULL) {
         free_catalog(c);
         return err ? err->code : WH_ESCRIPT;

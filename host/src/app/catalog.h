@@ -27,7 +27,7 @@ typedef struct wh_worker_def {
 typedef struct wh_catalog wh_catalog;
 
 /* Reads every <scripts_dir>/NAME.lua (sorted by name, not recursive) and
- * the app modules (see wh_catalog_modules), and loads the scripts in
+ * the app modules (see wh_catalog_modules), compiles every module and loads the scripts in
  * a scratch VM with cfg's memory limit and lua_path. Returns 0 and an owned
  * catalog (release with wh_catalog_release), or WH_ESCRIPT / WH_EIO with the
  * file and line in err. An empty folder is not an error (no workers). */

@@ -171,9 +171,13 @@ static int memory_searcher(lua_State *L) {
     return 2;
 }
 
-static void install_modules(lua_State *L, const wh_source *m, size_t n) {
+static void install_modules(lua_State *L, const wh_source *m, size_t n, bool check) {
     lua_newtable(L);
     for (size_t i = 0; i < n; i++) {
+        if (check) {
+            if (luaL_loadbufferx(L, m[i].code, m[i].len, m[i].chunkname, "t") != LUA_OK) lua_error(L);
+            lua_pop(L, 1);
+        }
         if (lua_getfield(L, -1, m[i].module) != LUA_TNIL) { /* the first wins */
             lua_pop(L, 1);
             continue;
@@ -214,7 +218,7 @@ static int setup(lua_State *L) {
     /* the hook from the start: coroutines inherit it from the thread that
      * creates them, including those a script creates while it loads */
     lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1000);
-    if (c->opts->modules) install_modules(L, c->opts->modules, c->opts->nmodules);
+    if (c->opts->modules) install_modules(L, c->opts->modules, c->opts->nmodules, c->opts->check_modules);
     else if (c->opts->lua_path) {
         lua_getglobal(L, "package");
         luaL_Buffer b;

@@ -37,6 +37,10 @@ typedef struct wh_vm_options {
      * module code as the one it replaces. The first of a name wins. */
     const wh_source *modules;
     size_t nmodules;
+    /* Compile (not run) every module while the VM is built, so a syntax
+     * error in a module no script requires yet is an error now (the
+     * catalog's scratch VM); WH_ESCRIPT naming file and line. */
+    bool check_modules;
 } wh_vm_options;
 
 /* Creates a VM and loads the sources (in order). Every source must return a
