@@ -130,16 +130,25 @@ static bool read_status(const char *path, status *s) {
     return true;
 }
 
-/* True when pid runs the workerhost program (Linux: /proc/PID/exe). */
-static bool is_workerhost(long pid) {
-    char link[64], exe[4096];
-    snprintf(link, sizeof link, "/proc/%ld/exe", pid);
-    ssize_t n = readlink(link, exe, sizeof exe - 1);
-    if (n < 0) return access("/proc/self/exe", F_OK) != 0; /* no /proc: cannot tell, trust the pid file */
-    exe[n] = '\0';
+static bool exe_base(const char *link, char *out, size_t n) {
+    char exe[4096];
+    ssize_t k = readlink(link, exe, sizeof exe - 1);
+    if (k < 0) return false;
+    exe[k] = '\0';
     const char *base = strrchr(exe, '/');
-    base = base ? base + 1 : exe;
-    return strncmp(base, "workerhost", 10) == 0;
+    snprintf(out, n, "%.255s", base ? base + 1 : exe);
+    return true;
+}
+
+/* True when pid runs the workerhost program (Linux: /proc/PID/exe is named
+ * workerhost*, or as this program is), so a stale pid file never gets an
+ * unrelated process signalled. */
+static bool is_workerhost(long pid) {
+    char link[64], base[256], self[256];
+    snprintf(link, sizeof link, "/proc/%ld/exe", pid);
+    if (!exe_base(link, base, sizeof base)) return access("/proc/self/exe", F_OK) != 0; /* no /proc: trust it */
+    if (strncmp(base, "workerhost", 10) == 0) return true;
+    return exe_base("/proc/self/exe", self, sizeof self) && strcmp(base, self) == 0;
 }
 
 static void print_status(const status *s) {
