@@ -126,6 +126,32 @@ int wh_host_enqueue_bulk(wh_host *h, const char *class_name, const char *const *
  * other modes. Useful in tests and one-shot programs. Any thread. */
 int wh_host_wait_idle(wh_host *h, double within, wh_err *err);
 
+/* Reloads the worker scripts (and the app's Lua modules) without a
+ * restart. The scripts are read and loaded in a scratch VM first; if any
+ * fails to load or define its worker, nothing changes, the host keeps
+ * running the code it had, and the error (file:line) is returned and
+ * logged. Otherwise a new generation begins: new jobs are checked against
+ * it, and each worker thread finishes its running job on the old code, then
+ * rebuilds its VM from the new scripts before its next job (in
+ * ForegroundBlocking, idle pooled VMs are replaced when next taken). The
+ * YAML configuration is not read again. Returns 0, WH_ESCRIPT / WH_EIO
+ * (nothing changed), or WH_ESTATE once the host is stopped.
+ * Thread: any thread, once wh_host_new has returned and until wh_host_free;
+ * concurrent calls run one after the other. It blocks while the scripts
+ * load (milliseconds for small apps), not until the threads switch. */
+int wh_host_reload(wh_host *h, wh_err *err);
+
+/* The generation of the code new jobs run on: 1 at start, +1 for each
+ * successful wh_host_reload. Any thread, lock-free (safe under any other
+ * lock); 0 for NULL. */
+unsigned wh_host_generation(const wh_host *h);
+
+/* Epoch seconds of the last successful reload, 0 if none. Any thread,
+ * lock-free. Read right after a reload, it may belong to the generation
+ * before the one wh_host_generation just returned (or after): read both
+ * twice if the pair must match. */
+double wh_host_reloaded_at(const wh_host *h);
+
 /* Stops taking jobs, lets running ones finish for up to `timeout` seconds
  * (< 0: workers.shutdown_timeout), then interrupts Lua code still running,
  * and stops. A worker thread stuck inside a long C call (os.execute, say)

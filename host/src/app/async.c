@@ -37,6 +37,8 @@ typedef struct worker {
     double current_since;  /* epoch seconds */
     bool started;
     long jobs_since_build;
+    wh_catalog *cat;      /* retained: the generation its VM was built from (this thread's) */
+    unsigned gen;         /* that generation (written under the lock) */
 } worker;
 
 struct wh_async {
@@ -77,7 +79,9 @@ struct wh_async {
     size_t dead_n, dead_head;
 
     uint64_t processed, failed, dead_total, vm_rebuilds;
-    size_t left_behind; /* threads detached while stuck in a C call */
+    size_t left_behind;    /* threads detached while stuck in a C call */
+    unsigned gen;          /* the generation of o.catalog (under the lock) */
+    double gen_since;      /* when it began (epoch seconds) */
 };
 
 static double now_of(const wh_async *a) {
@@ -334,14 +338,22 @@ static bool needs_rebuild(const worker *w, const wh_config *cfg) {
     return false;
 }
 
+/* Rebuilds the VM from the thread's own catalog (w->cat): a VM recycled or
+ * tainted keeps its generation's code, whatever is on disk now. */
 static void rebuild(worker *w) {
     wh_async *a = w->a;
-    wh_vm_free(w->vm);
-    wh_err err;
-    w->vm = wh_catalog_new_vm(a->o.catalog, a->cfg, a->o.lhost, &err);
-    w->jobs_since_build = 0;
-    if (w->vm == NULL) wh_log(WH_LOG_ERROR, NULL, NULL, "cannot rebuild a VM: %s", err.msg);
+    /* w->vm changes under the lock: wh_async_stop reads it to interrupt */
     pthread_mutex_lock(&a->lock);
+    wh_vm *old = w->vm;
+    w->vm = NULL;
+    pthread_mutex_unlock(&a->lock);
+    wh_vm_free(old);
+    wh_err err;
+    wh_vm *vm = wh_catalog_new_vm(w->cat, a->cfg, a->o.lhost, &err);
+    w->jobs_since_build = 0;
+    if (vm == NULL) wh_log(WH_LOG_ERROR, NULL, NULL, "cannot rebuild a VM: %s", err.msg);
+    pthread_mutex_lock(&a->lock);
+    w->vm = vm;
     a->vm_rebuilds++;
     pthread_mutex_unlock(&a->lock);
 }
@@ -379,6 +391,29 @@ static bool spin_for_work(wh_async *a) {
     return true;
 }
 
+/* Called with the lock held when the engine's generation is newer than the
+ * thread's: takes the new catalog and rebuilds the VM from it, the lock
+ * released meanwhile. The thread's generation changes only once its VM is
+ * built, so wh_async_get_stats counts threads really on the new code. */
+static void switch_generation(worker *w) {
+    wh_async *a = w->a;
+    wh_catalog *cat = wh_catalog_retain(a->o.catalog);
+    unsigned gen = a->gen;
+    pthread_mutex_unlock(&a->lock);
+    wh_catalog_release(w->cat);
+    w->cat = cat;
+    rebuild(w);
+    pthread_mutex_lock(&a->lock);
+    w->gen = gen;
+    if (a->gen == gen && w->vm) {
+        size_t on = 0;
+        for (size_t i = 0; i < a->nworkers; i++) on += a->workers[i].gen == gen;
+        if (on == a->nworkers)
+            wh_log(WH_LOG_INFO, NULL, NULL, "generation %u: all %zu thread%s switched in %.3f ms", gen,
+                   a->nworkers, a->nworkers == 1 ? "" : "s", (now_of(a) - a->gen_since) * 1000.0);
+    }
+}
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     wh_async *a = w->a;
@@ -386,7 +421,9 @@ static void *worker_main(void *arg) {
     for (;;) {
         wh_job *job = NULL;
         bool spun = false;
-        while (!a->stopping && (a->quiet || (job = pick(a)) == NULL)) {
+        /* an idle thread wakes for a new generation and switches at once, so
+         * the next job does not wait for the rebuild */
+        while (!a->stopping && (a->quiet || w->gen == a->gen) && (a->quiet || (job = pick(a)) == NULL)) {
             if (!spun && !a->quiet && (spun = spin_for_work(a))) continue;
             spun = false;
             a->nwaiting++;
@@ -397,10 +434,17 @@ static void *worker_main(void *arg) {
             if (job) { enqueue_locked(a, job); }
             break;
         }
+        if (job == NULL) { /* a new generation while idle */
+            switch_generation(w);
+            continue;
+        }
         a->running++;
         w->busy = true;
         w->current = job;
         w->current_since = now_of(a);
+        /* the job runs on the newest generation: its arguments are checked
+         * (in wh_vm_perform) against the schema of the code that runs it */
+        if (w->gen != a->gen) switch_generation(w);
         pthread_mutex_unlock(&a->lock);
 
         if (needs_rebuild(w, a->cfg)) rebuild(w);
@@ -439,6 +483,7 @@ wh_async *wh_async_new(const wh_async_options *opts) {
     wh_async *a = wh_xcalloc(1, sizeof *a);
     a->o = *opts;
     a->cfg = opts->cfg;
+    a->gen = 1; /* as the host counts: 1 at start */
     wh_catalog_retain(opts->catalog);
     pthread_mutex_init(&a->lock, NULL);
     pthread_cond_init(&a->work, NULL);
@@ -475,6 +520,8 @@ wh_async *wh_async_new(const wh_async_options *opts) {
 int wh_async_start(wh_async *a, wh_err *err) {
     if (a->started) return 0;
     for (size_t i = 0; i < a->nworkers; i++) {
+        a->workers[i].cat = wh_catalog_retain(a->o.catalog);
+        a->workers[i].gen = a->gen;
         a->workers[i].vm = wh_catalog_new_vm(a->o.catalog, a->cfg, a->o.lhost, err);
         if (a->workers[i].vm == NULL) {
             for (size_t k = 0; k < i; k++) { wh_vm_free(a->workers[k].vm); a->workers[k].vm = NULL; }
@@ -632,7 +679,10 @@ void wh_async_free(wh_async *a) {
     if (a == NULL) return;
     wh_async_stop(a, a->cfg->shutdown_timeout);
     if (a->left_behind) return; /* see wh_async_stop: a thread may still touch it */
-    for (size_t i = 0; i < a->nworkers; i++) wh_vm_free(a->workers[i].vm);
+    for (size_t i = 0; i < a->nworkers; i++) {
+        wh_vm_free(a->workers[i].vm);
+        wh_catalog_release(a->workers[i].cat);
+    }
     wh_free(a->workers);
     for (size_t i = 0; i < a->nqueues; i++) {
         wh_job *j;
@@ -654,6 +704,19 @@ void wh_async_free(wh_async *a) {
     pthread_cond_destroy(&a->sched);
     wh_catalog_release(a->o.catalog);
     wh_free(a);
+}
+
+void wh_async_set_catalog(wh_async *a, wh_catalog *cat, unsigned generation) {
+    wh_catalog_retain(cat);
+    pthread_mutex_lock(&a->lock);
+    wh_catalog *old = a->o.catalog;
+    a->o.catalog = cat;
+    a->gen = generation;
+    a->gen_since = now_of(a);
+    /* idle threads switch now; busy ones after their running job */
+    pthread_cond_broadcast(&a->work);
+    pthread_mutex_unlock(&a->lock);
+    wh_catalog_release(old);
 }
 
 void wh_async_each_running(wh_async *a, void (*fn)(void *ud, size_t worker, const wh_job *job, double since),
@@ -678,6 +741,10 @@ void wh_async_get_stats(wh_async *a, wh_async_stats *s) {
     s->dead_total = a->dead_total;
     s->vm_rebuilds = a->vm_rebuilds;
     s->quiet = a->quiet;
+    s->generation = a->gen;
+    s->on_generation = 0;
+    for (size_t i = 0; i < a->nworkers; i++)
+        if (a->workers[i].gen == a->gen && a->workers[i].vm) s->on_generation++;
     pthread_mutex_unlock(&a->lock);
 }
 

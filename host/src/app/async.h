@@ -62,6 +62,8 @@ typedef struct wh_async_stats {
     uint64_t dead_total;  /* ever sent to the dead list */
     uint64_t vm_rebuilds;
     bool quiet;
+    unsigned generation;  /* of the catalog new jobs run on (see wh_async_set_catalog) */
+    size_t on_generation; /* threads whose VM is built from that generation */
 } wh_async_stats;
 
 /* Creates the engine (threads not started). Owned: wh_async_free. */
@@ -107,6 +109,14 @@ size_t wh_async_stop(wh_async *a, double timeout);
 void wh_async_free(wh_async *a);
 
 void wh_async_get_stats(wh_async *a, wh_async_stats *out);
+
+/* Reload: makes cat (retained; the previous catalog is released) the code
+ * of generation `generation`. Each thread finishes the job it runs on its
+ * old VM, then rebuilds its VM from cat before its next job; idle threads
+ * rebuild at once. A thread's VM rebuilt later (recycling, memory error)
+ * keeps the catalog it was switched to. Any thread may call it; calls must
+ * not overlap (the host serializes them). */
+void wh_async_set_catalog(wh_async *a, wh_catalog *cat, unsigned generation);
 
 /* Calls fn for each job running now, under the engine's lock (fn must be
  * quick and must not call the engine; job is borrowed for the call). */

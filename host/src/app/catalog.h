@@ -26,7 +26,8 @@ typedef struct wh_worker_def {
 
 typedef struct wh_catalog wh_catalog;
 
-/* Reads every <scripts_dir>/NAME.lua (sorted by name, not recursive) and loads them in
+/* Reads every <scripts_dir>/NAME.lua (sorted by name, not recursive) and
+ * the app modules (see wh_catalog_modules), compiles every module and loads the scripts in
  * a scratch VM with cfg's memory limit and lua_path. Returns 0 and an owned
  * catalog (release with wh_catalog_release), or WH_ESCRIPT / WH_EIO with the
  * file and line in err. An empty folder is not an error (no workers). */
@@ -40,6 +41,12 @@ const wh_worker_def *wh_catalog_at(const wh_catalog *c, size_t i);       /* sort
 const wh_worker_def *wh_catalog_find(const wh_catalog *c, const char *name); /* NULL if none */
 
 const wh_source *wh_catalog_sources(const wh_catalog *c, size_t *n);
+/* The app's Lua modules: every NAME.lua under the workers.lua_path folders
+ * (recursively, at most 8 deep), read when the catalog is loaded. Every VM
+ * made from the catalog requires them from these copies, never from disk,
+ * so a VM rebuilt later (recycling, a memory error) runs the same module
+ * code as the rest of its generation. Borrowed, like the sources. */
+const wh_source *wh_catalog_modules(const wh_catalog *c, size_t *n);
 
 /* A new VM with every script of the catalog loaded. Owned. */
 wh_vm *wh_catalog_new_vm(const wh_catalog *c, const wh_config *cfg, const wh_lhost *host, wh_err *err);

@@ -14,6 +14,7 @@
 #include "app/host.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -34,9 +35,18 @@
 
 struct wh_host {
     wh_config *cfg;
+    /* The current generation. cat changes only under cat_lock (a reload);
+     * readers take a reference under it (current()). */
+    pthread_mutex_t cat_lock;
     wh_catalog *cat;
+    /* written under cat_lock, read without a lock (wh_host_generation may be
+     * called from anywhere, even under another module's lock) */
+    atomic_uint generation;      /* 1 at start, +1 per successful reload */
+    atomic_llong reloaded_at_us; /* epoch microseconds of the last successful reload; 0 = none */
+    pthread_mutex_t reload_lock; /* one reload at a time */
     wh_lhost lhost; /* behind wh.enqueue in this host's VMs */
-    bool started, stopped;
+    bool started;
+    _Atomic bool stopped; /* read by reload, which may run on another thread */
     wh_async *async; /* the executor: BackgroundAsync and BackgroundQueue; NULL in ForegroundBlocking */
     wh_rserver *rserver; /* BackgroundQueue: fetch from and record to Redis */
     wh_redis_pool *pusher; /* BackgroundQueue: enqueue into Redis */
@@ -47,25 +57,46 @@ struct wh_host {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     wh_vm **idle;
+    unsigned *idle_gen; /* the generation each idle VM was built from */
     size_t nidle, nvms;
 };
 
 const wh_config *wh_host_config(const wh_host *h) { return h->cfg; }
 const wh_catalog *wh_host_catalog(const wh_host *h) { return h->cat; }
 
+/* The current catalog, retained (release it), and its generation. */
+static wh_catalog *current(wh_host *h, unsigned *gen) {
+    pthread_mutex_lock(&h->cat_lock);
+    wh_catalog *c = wh_catalog_retain(h->cat);
+    if (gen) *gen = atomic_load(&h->generation);
+    pthread_mutex_unlock(&h->cat_lock);
+    return c;
+}
+
+wh_catalog *wh_host_current_catalog(wh_host *h, unsigned *generation) { return current(h, generation); }
+
 /* ---- the VM pool ---- */
 
-static wh_vm *pool_take(wh_host *h, wh_err *err) {
+/* A VM of generation `gen` built from cat: an idle one of that generation,
+ * else a new one (an idle VM of an older generation is dropped). */
+static wh_vm *pool_take(wh_host *h, const wh_catalog *cat, unsigned gen, wh_err *err) {
     pthread_mutex_lock(&h->lock);
     while (h->nidle == 0 && h->nvms >= (size_t)h->cfg->concurrency) pthread_cond_wait(&h->cond, &h->lock);
+    wh_vm *stale = NULL;
     if (h->nidle > 0) {
-        wh_vm *vm = h->idle[--h->nidle];
-        pthread_mutex_unlock(&h->lock);
-        return vm;
+        h->nidle--;
+        wh_vm *vm = h->idle[h->nidle];
+        if (h->idle_gen[h->nidle] == gen) {
+            pthread_mutex_unlock(&h->lock);
+            return vm;
+        }
+        stale = vm; /* its slot is reused for the new VM */
+    } else {
+        h->nvms++;
     }
-    h->nvms++;
     pthread_mutex_unlock(&h->lock);
-    wh_vm *vm = wh_catalog_new_vm(h->cat, h->cfg, &h->lhost, err);
+    wh_vm_free(stale);
+    wh_vm *vm = wh_catalog_new_vm(cat, h->cfg, &h->lhost, err);
     if (vm == NULL) {
         pthread_mutex_lock(&h->lock);
         h->nvms--;
@@ -75,7 +106,7 @@ static wh_vm *pool_take(wh_host *h, wh_err *err) {
     return vm;
 }
 
-static void pool_give(wh_host *h, wh_vm *vm) {
+static void pool_give(wh_host *h, wh_vm *vm, unsigned gen) {
     if (wh_vm_tainted(vm)) { /* rebuilt from the same in-memory sources */
         wh_vm_free(vm);
         pthread_mutex_lock(&h->lock);
@@ -85,6 +116,7 @@ static void pool_give(wh_host *h, wh_vm *vm) {
         return;
     }
     pthread_mutex_lock(&h->lock);
+    h->idle_gen[h->nidle] = gen;
     h->idle[h->nidle++] = vm;
     pthread_cond_signal(&h->cond);
     pthread_mutex_unlock(&h->lock);
@@ -92,10 +124,10 @@ static void pool_give(wh_host *h, wh_vm *vm) {
 
 /* ---- enqueue ---- */
 
-static int unknown_class(const wh_host *h, const char *name, wh_err *err) {
+static int unknown_class(const wh_catalog *cat, const char *name, wh_err *err) {
     wh_buf known = WH_BUF_INIT;
-    for (size_t i = 0; i < wh_catalog_count(h->cat); i++)
-        wh_buf_printf(&known, "%s%s", i ? ", " : "", wh_catalog_at(h->cat, i)->name);
+    for (size_t i = 0; i < wh_catalog_count(cat); i++)
+        wh_buf_printf(&known, "%s%s", i ? ", " : "", wh_catalog_at(cat, i)->name);
     int rc = wh_err_set(err, WH_ENOCLASS, "unknown worker class \"%s\" (known: %s)", name,
                         known.len ? wh_buf_cstr(&known) : "none");
     wh_buf_free(&known);
@@ -125,18 +157,29 @@ static int run_now(wh_host *h, wh_vm *vm, wh_job *job, wh_err *err) {
     return rc;
 }
 
-/* wh.enqueue inside this host's VMs. */
+/* wh.enqueue inside this host's VMs. The arguments are checked against the
+ * schema of the calling VM's own generation (borrowed from that VM, which
+ * outlives the call), so a reload running meanwhile cannot pull the schema
+ * away; the job's queue and retry come from the current generation. */
 static const wh_schema *lhost_find(void *ud, lua_State *L, const char *name) {
-    (void)L;
-    const wh_worker_def *d = wh_catalog_find(((wh_host *)ud)->cat, name);
-    return d ? d->schema : NULL;
+    (void)ud;
+    wh_lworker_info info;
+    if (wh_vm_info(wh_vm_from_state(L), name, &info) != 0) return NULL;
+    return info.schema;
 }
 
 static int lhost_enqueue(void *ud, lua_State *L, const char *name, wh_json_doc *doc, const wh_json *args,
                          const wh_enqueue_options *opts, wh_err *err) {
     wh_host *h = ud;
-    const wh_worker_def *def = wh_catalog_find(h->cat, name);
+    wh_catalog *cat = current(h, NULL);
+    const wh_worker_def *def = wh_catalog_find(cat, name);
+    if (def == NULL) { /* removed by a reload since the calling job started */
+        wh_catalog_release(cat);
+        wh_json_doc_free(doc);
+        return wh_err_set(err, WH_ENOCLASS, "unknown worker class \"%s\" (removed by a reload)", name);
+    }
     wh_job *job = wh_job_new(def, doc, args, opts, wh_clock_wall());
+    wh_catalog_release(cat);
     if (h->cfg->mode == WH_MODE_BACKGROUND_ASYNC) {
         char jid[WH_JID_SIZE];
         memcpy(jid, job->jid, sizeof jid);
@@ -172,30 +215,42 @@ int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, s
     if (h->stopped) return wh_err_set(err, WH_EUNAVAIL, "the host is stopped");
     int rc = validate_options(opts, err);
     if (rc) return rc;
-    const wh_worker_def *def = wh_catalog_find(h->cat, class_name);
-    if (def == NULL) return unknown_class(h, class_name, err);
+    unsigned gen;
+    wh_catalog *cat = current(h, &gen); /* one generation for the whole call */
+    const wh_worker_def *def = wh_catalog_find(cat, class_name);
+    if (def == NULL) {
+        rc = unknown_class(cat, class_name, err);
+        wh_catalog_release(cat);
+        return rc;
+    }
     wh_json_limits lim = {h->cfg->max_payload_bytes, 0};
     wh_json_doc *doc = wh_json_parse(args_json ? args_json : "", len, &lim, err);
-    if (doc == NULL) return WH_EJSON;
+    if (doc == NULL) {
+        wh_catalog_release(cat);
+        return WH_EJSON;
+    }
     if (wh_schema_check_call_args(def->schema, wh_json_doc_root(doc), err) != 0) {
         wh_err_prefix(err, "%s", class_name);
         wh_json_doc_free(doc);
+        wh_catalog_release(cat);
         return WH_EARGS;
     }
     wh_job *job = wh_job_new(def, doc, wh_json_doc_root(doc), opts, wh_clock_wall());
     if (jid_out) memcpy(jid_out, job->jid, WH_JID_SIZE);
     switch (h->cfg->mode) {
     case WH_MODE_FOREGROUND_BLOCKING: {
-        wh_vm *vm = pool_take(h, err);
+        wh_vm *vm = pool_take(h, cat, gen, err);
         if (vm == NULL) {
             wh_job_free(job);
+            wh_catalog_release(cat);
             return err ? err->code : WH_ESCRIPT;
         }
         rc = run_now(h, vm, job, err);
-        pool_give(h, vm);
+        pool_give(h, vm, gen);
         break;
     }
     case WH_MODE_BACKGROUND_ASYNC:
+        wh_catalog_release(cat);
         return wh_async_push(h->async, job, err); /* takes the job */
     case WH_MODE_BACKGROUND_QUEUE:
         rc = wh_redis_pool_push(h->pusher, &job, 1, err);
@@ -206,6 +261,7 @@ int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, s
         break;
     }
     wh_job_free(job);
+    wh_catalog_release(cat);
     return rc;
 }
 
@@ -216,8 +272,14 @@ int wh_host_enqueue_bulk(wh_host *h, const char *class_name, const char *const *
     if (h->stopped) return wh_err_set(err, WH_EUNAVAIL, "the host is stopped");
     int rc = validate_options(opts, err);
     if (rc) return rc;
-    const wh_worker_def *def = wh_catalog_find(h->cat, class_name);
-    if (def == NULL) return unknown_class(h, class_name, err);
+    unsigned gen;
+    wh_catalog *cat = current(h, &gen); /* one generation for the whole call */
+    const wh_worker_def *def = wh_catalog_find(cat, class_name);
+    if (def == NULL) {
+        rc = unknown_class(cat, class_name, err);
+        wh_catalog_release(cat);
+        return rc;
+    }
     /* every job is checked before any is queued */
     wh_job **jobs = wh_xcalloc(n ? n : 1, sizeof *jobs);
     wh_json_limits lim = {h->cfg->max_payload_bytes, 0};
@@ -254,7 +316,7 @@ int wh_host_enqueue_bulk(wh_host *h, const char *class_name, const char *const *
             break;
         case WH_MODE_FOREGROUND_BLOCKING: {
             /* each runs now, in order; the first failure is returned, after all ran */
-            wh_vm *vm = pool_take(h, err);
+            wh_vm *vm = pool_take(h, cat, gen, err);
             if (vm == NULL) {
                 rc = err ? err->code : WH_ESCRIPT;
                 break;
@@ -267,7 +329,7 @@ int wh_host_enqueue_bulk(wh_host *h, const char *class_name, const char *const *
                     if (err) *err = jerr;
                 }
             }
-            pool_give(h, vm);
+            pool_give(h, vm, gen);
             break;
         }
         default:
@@ -280,8 +342,55 @@ int wh_host_enqueue_bulk(wh_host *h, const char *class_name, const char *const *
         wh_job_free(jobs[i]);
     }
     wh_free(jobs);
+    wh_catalog_release(cat);
     return rc;
 }
+
+/* ---- reload ---- */
+
+int wh_host_reload(wh_host *h, wh_err *err) {
+    if (h == NULL) return wh_err_set(err, WH_EINVAL, "wh_host_reload: NULL host");
+    wh_err local = WH_ERR_INIT;
+    if (err == NULL) err = &local;
+    pthread_mutex_lock(&h->reload_lock);
+    if (h->stopped) {
+        pthread_mutex_unlock(&h->reload_lock);
+        return wh_err_set(err, WH_ESTATE, "the host is stopped; nothing reloaded");
+    }
+    double t0 = wh_clock_monotonic();
+    wh_catalog *cat = NULL;
+    int rc = wh_catalog_load(h->cfg, &cat, err); /* reads and checks in a scratch VM */
+    if (rc) {
+        pthread_mutex_unlock(&h->reload_lock);
+        wh_log(WH_LOG_ERROR, NULL, NULL, "reload failed, generation %u keeps running: %s",
+               atomic_load(&h->generation), err->msg);
+        return rc;
+    }
+    pthread_mutex_lock(&h->cat_lock);
+    wh_catalog *old = h->cat;
+    h->cat = cat;
+    unsigned gen = atomic_load(&h->generation) + 1;
+    atomic_store(&h->reloaded_at_us, (long long)(wh_clock_wall() * 1e6));
+    atomic_store(&h->generation, gen);
+    /* under cat_lock: a job enqueued from now on is also run by this
+     * generation (or a later one) */
+    if (h->async) wh_async_set_catalog(h->async, cat, gen);
+    pthread_mutex_unlock(&h->cat_lock);
+    wh_catalog_release(old);
+    pthread_mutex_unlock(&h->reload_lock);
+    wh_buf names = WH_BUF_INIT;
+    for (size_t i = 0; i < wh_catalog_count(cat); i++)
+        wh_buf_printf(&names, "%s%s", i ? ", " : "", wh_catalog_at(cat, i)->name);
+    wh_log(WH_LOG_INFO, NULL, NULL, "reloaded: generation %u, %zu worker%s (%s), loaded and checked in %.1f ms",
+           gen, wh_catalog_count(cat), wh_catalog_count(cat) == 1 ? "" : "s", names.len ? wh_buf_cstr(&names) : "none",
+           (wh_clock_monotonic() - t0) * 1000.0);
+    wh_buf_free(&names);
+    return 0;
+}
+
+unsigned wh_host_generation(const wh_host *h) { return h ? atomic_load(&h->generation) : 0; }
+
+double wh_host_reloaded_at(const wh_host *h) { return h ? (double)atomic_load(&h->reloaded_at_us) / 1e6 : 0; }
 
 /* ---- lifetime ---- */
 
@@ -323,10 +432,15 @@ int wh_host_new_mode(wh_host **out, const wh_host_options *opts, const wh_mode *
     wh_host *h = wh_xcalloc(1, sizeof *h);
     h->cfg = cfg;
     h->cat = cat;
+    atomic_init(&h->generation, 1);
+    atomic_init(&h->reloaded_at_us, 0);
+    pthread_mutex_init(&h->cat_lock, NULL);
+    pthread_mutex_init(&h->reload_lock, NULL);
     h->lhost = (wh_lhost){lhost_find, lhost_enqueue, h};
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
     h->idle = wh_xcalloc((size_t)cfg->concurrency, sizeof *h->idle);
+    h->idle_gen = wh_xcalloc((size_t)cfg->concurrency, sizeof *h->idle_gen);
     if (cfg->mode == WH_MODE_BACKGROUND_QUEUE) {
         wh_rserver_options ro = {cfg, cat};
         rc = wh_rserver_new(&ro, &h->rserver, err);
@@ -396,6 +510,9 @@ void wh_host_free(wh_host *h) {
     wh_async_free(h->async);
     for (size_t i = 0; i < h->nidle; i++) wh_vm_free(h->idle[i]);
     wh_free(h->idle);
+    wh_free(h->idle_gen);
+    pthread_mutex_destroy(&h->cat_lock);
+    pthread_mutex_destroy(&h->reload_lock);
     pthread_mutex_destroy(&h->lock);
     pthread_cond_destroy(&h->cond);
     wh_catalog_release(h->cat);

@@ -27,7 +27,26 @@ int wh_cli_generate(const wh_cli *cli);
 /* Blocks the signals the host takes with sigwait, in the calling thread
  * (threads started later inherit the mask). */
 void wh_cli_block_signals(void);
-/* Runs a host until SIGINT/SIGTERM; returns the exit status. */
+/* Runs a host until SIGINT/SIGTERM; returns the exit status. SIGHUP (and,
+ * with workers.reload, a change under the scripts folder or lua_path)
+ * reloads the worker scripts. */
 int wh_cli_run_host(wh_host *h);
+
+/* reload.c: the running host's files under <root>/tmp. */
+/* Writes <root>/tmp/workerhost.pid (creating tmp/); returns its owned path
+ * for wh_cli_pidfile_remove, or NULL (logged) when it cannot be written. */
+char *wh_cli_pidfile_write(const wh_config *cfg);
+/* Removes the pid file if it still holds this process's pid; frees path
+ * (NULL accepted). */
+void wh_cli_pidfile_remove(char *path);
+/* Records the outcome of reload attempt number `attempt` (rc and, on
+ * failure, its message) in <root>/tmp/workerhost.reload. Callers serialize. */
+void wh_cli_reload_status(const wh_config *cfg, unsigned attempt, wh_host *h, int rc, const char *message);
+/* True when <root>/tmp/workerhost.pid names a running workerhost; fills its
+ * pid, generation and last reload (epoch seconds, 0 = none) from the
+ * status file. */
+bool wh_cli_local_host(const char *root, long *pid, unsigned *generation, double *reloaded_at);
+/* workerhost reload [--no-wait | --status] */
+int wh_cli_reload(const wh_cli *cli);
 
 #endif

@@ -49,6 +49,7 @@ static const char *const usage_text =
     "  check                     load every worker script and print the workers\n"
     "  generate worker NAME      write workers/NAME.lua and spec/workers/NAME_spec.lua\n"
     "  stats [--json]            Redis at queue.uri: counts, queues, processes\n"
+    "  reload [--status]         make the running host (tmp/workerhost.pid) reload its worker scripts\n"
     "  version                   print the version\n"
     "\n"
     "global options (before or after the command):\n"
@@ -203,6 +204,7 @@ int main(int argc, char **argv) {
         else if (strcmp(cmd, "run") == 0) rc = cmd_run(&cli);
         else if (strcmp(cmd, "enqueue") == 0) rc = wh_cli_enqueue(&cli);
         else if (strcmp(cmd, "stats") == 0) rc = wh_cli_stats(&cli);
+        else if (strcmp(cmd, "reload") == 0) rc = wh_cli_reload(&cli);
         else if (strcmp(cmd, "generate") == 0) rc = wh_cli_generate(&cli);
         else if (strcmp(cmd, "help") == 0) { fputs(usage_text, stdout); rc = 0; }
         else rc = wh_cli_usage_error(NULL, "unknown command %s", cmd);

@@ -279,10 +279,19 @@ static const char *const stats_help =
     "dead and in flight (being run by a workerhost), each queue with its size and latency (the age\n"
     "of its oldest job), and each live process (workerhost or Sidekiq) with its busy threads and\n"
     "concurrency. --json prints one JSON object instead.\n"
+    "When `workerhost run` runs in this app root (tmp/workerhost.pid), its worker code generation\n"
+    "and last reload are shown too (\"local\" in --json).\n"
     "\n"
     "exit status: 0 success, 2 usage or configuration error, 5 Redis unreachable\n";
 
-static void print_json(const wh_redis_stats *s, const char *shown, const char *ns) {
+typedef struct local_host {
+    bool found;
+    long pid;
+    unsigned generation;
+    double reloaded_at;
+} local_host;
+
+static void print_json(const wh_redis_stats *s, const char *shown, const char *ns, const local_host *lh) {
     wh_buf b = WH_BUF_INIT;
     wh_buf_puts(&b, "{\"redis\":");
     wh_json_write_string(&b, shown, strlen(shown));
@@ -311,13 +320,22 @@ static void print_json(const wh_redis_stats *s, const char *shown, const char *n
         wh_buf_printf(&b, ",\"pid\":%lld,\"busy\":%lld,\"concurrency\":%lld,\"quiet\":%s,\"beat\":%.6f}", p->pid,
                       p->busy, p->concurrency, p->quiet ? "true" : "false", p->beat);
     }
-    wh_buf_puts(&b, "]}\n");
+    wh_buf_puts(&b, "]");
+    if (lh->found)
+        wh_buf_printf(&b, ",\"local\":{\"pid\":%ld,\"generation\":%u,\"reloaded_at\":%.3f}", lh->pid,
+                      lh->generation, lh->reloaded_at);
+    wh_buf_puts(&b, "}\n");
     fwrite(b.data, 1, b.len, stdout);
     wh_buf_free(&b);
 }
 
-static void print_text(const wh_redis_stats *s, const char *shown, const char *ns) {
+static void print_text(const wh_redis_stats *s, const char *shown, const char *ns, const local_host *lh) {
     printf("redis:      %s%s%s\n", shown, ns ? ", namespace " : "", ns ? ns : "");
+    if (lh->found) {
+        printf("local host: pid %ld, worker code generation %u", lh->pid, lh->generation);
+        if (lh->reloaded_at > 0) printf(", last reload %.1f s ago", s->now > lh->reloaded_at ? s->now - lh->reloaded_at : 0.0);
+        printf("\n");
+    }
     printf("processed:  %lld\nfailed:     %lld\nenqueued:   %lld\nscheduled:  %lld\nretries:    %lld\n"
            "dead:       %lld\nin flight:  %lld\nbusy:       %lld\n",
            s->processed, s->failed, s->enqueued, s->scheduled, s->retries, s->dead, s->in_flight, s->busy);
@@ -376,8 +394,10 @@ int wh_cli_stats(const wh_cli *cli) {
     }
     if (rc == 0) rc = wh_redis_client_stats(c, &s, &err);
     if (rc == 0) {
-        if (json) print_json(&s, wh_redis_client_uri_shown(c), wh_redis_client_namespace(c));
-        else print_text(&s, wh_redis_client_uri_shown(c), wh_redis_client_namespace(c));
+        local_host lh = {0};
+        lh.found = wh_cli_local_host(cfg->root, &lh.pid, &lh.generation, &lh.reloaded_at);
+        if (json) print_json(&s, wh_redis_client_uri_shown(c), wh_redis_client_namespace(c), &lh);
+        else print_text(&s, wh_redis_client_uri_shown(c), wh_redis_client_namespace(c), &lh);
         fflush(stdout);
     }
     wh_redis_stats_free(&s);

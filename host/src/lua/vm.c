@@ -151,6 +151,59 @@ typedef struct setup_ctx {
     const wh_vm_options *opts;
 } setup_ctx;
 
+/* package.searchers entry for the app modules held in memory: upvalue 1 is
+ * a table name -> {code, chunkname}. [-1,+(1|2),e] */
+static int memory_searcher(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    if (lua_getfield(L, lua_upvalueindex(1), name) != LUA_TTABLE) {
+        lua_pushfstring(L, "no app module '%s' (app modules are the .lua files under workers.lua_path "
+                           "when the scripts were loaded)", name);
+        return 1;
+    }
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    size_t len;
+    const char *code = lua_tolstring(L, -2, &len);
+    const char *chunk = lua_tostring(L, -1);
+    if (luaL_loadbufferx(L, code, len, chunk, "t") != LUA_OK)
+        return luaL_error(L, "error loading module '%s':\n\t%s", name, lua_tostring(L, -1));
+    lua_pushstring(L, chunk + 1); /* the loader's second argument, as the file searcher passes the path */
+    return 2;
+}
+
+static void install_modules(lua_State *L, const wh_source *m, size_t n, bool check) {
+    lua_newtable(L);
+    for (size_t i = 0; i < n; i++) {
+        if (check) {
+            if (luaL_loadbufferx(L, m[i].code, m[i].len, m[i].chunkname, "t") != LUA_OK) lua_error(L);
+            lua_pop(L, 1);
+        }
+        if (lua_getfield(L, -1, m[i].module) != LUA_TNIL) { /* the first wins */
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pop(L, 1);
+        lua_createtable(L, 2, 0);
+        lua_pushlstring(L, m[i].code, m[i].len);
+        lua_rawseti(L, -2, 1);
+        lua_pushstring(L, m[i].chunkname);
+        lua_rawseti(L, -2, 2);
+        lua_setfield(L, -2, m[i].module);
+    }
+    lua_pushcclosure(L, memory_searcher, 1);
+    /* package.searchers: preload, then ours, then the path and C searchers */
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchers");
+    lua_Integer k = (lua_Integer)lua_rawlen(L, -1);
+    for (; k >= 2; k--) {
+        lua_rawgeti(L, -1, k);
+        lua_rawseti(L, -2, k + 1);
+    }
+    lua_pushvalue(L, -3);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 3);
+}
+
 static int setup(lua_State *L) {
     const setup_ctx *c = lua_touserdata(L, 1);
     luaL_openlibs(L);
@@ -165,7 +218,8 @@ static int setup(lua_State *L) {
     /* the hook from the start: coroutines inherit it from the thread that
      * creates them, including those a script creates while it loads */
     lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1000);
-    if (c->opts->lua_path) {
+    if (c->opts->modules) install_modules(L, c->opts->modules, c->opts->nmodules, c->opts->check_modules);
+    else if (c->opts->lua_path) {
         lua_getglobal(L, "package");
         luaL_Buffer b;
         luaL_buffinit(L, &b);
@@ -336,20 +390,31 @@ int wh_vm_worker(wh_vm *vm, size_t i, wh_lworker_info *out) {
     return 0;
 }
 
-int wh_vm_find(wh_vm *vm, const char *name, wh_lworker_info *out) {
+static const struct vm_entry *entry_of(const wh_vm *vm, const char *name) {
     size_t lo = 0, hi = vm->nworkers;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(name, vm->entries[mid].name);
-        if (c == 0) {
-            *out = vm->entries[mid].info;
-            lua_rawgeti(vm->L, LUA_REGISTRYINDEX, vm->entries[mid].ref);
-            return 0;
-        }
+        if (c == 0) return &vm->entries[mid];
         if (c < 0) hi = mid;
         else lo = mid + 1;
     }
-    return WH_ENOCLASS;
+    return NULL;
+}
+
+int wh_vm_find(wh_vm *vm, const char *name, wh_lworker_info *out) {
+    const struct vm_entry *e = entry_of(vm, name);
+    if (e == NULL) return WH_ENOCLASS;
+    *out = e->info;
+    lua_rawgeti(vm->L, LUA_REGISTRYINDEX, e->ref);
+    return 0;
+}
+
+int wh_vm_info(const wh_vm *vm, const char *name, wh_lworker_info *out) {
+    const struct vm_entry *e = entry_of(vm, name);
+    if (e == NULL) return WH_ENOCLASS;
+    *out = e->info;
+    return 0;
 }
 
 /* True when the job created globals (no allocation: safe unprotected). */

@@ -23,12 +23,24 @@ typedef struct wh_source {
     char *chunkname; /* "@workers/x.lua" (relative to the root) */
     char *code;      /* owned */
     size_t len;
+    char *module;    /* an app module: the name `require` takes ("a.b"); NULL for a worker script */
 } wh_source;
 
 typedef struct wh_vm_options {
     size_t memory_limit;      /* bytes; 0 = none */
     const char *const *lua_path; /* NULL-terminated dirs added to package.path; may be NULL */
     const wh_lhost *host;     /* behind wh.enqueue; may be NULL */
+    /* The app's Lua modules, kept in memory (see catalog.h). When given,
+     * `require` finds them (copied into the VM) before anything on
+     * package.path, and lua_path is not added to package.path, so a VM
+     * never reads an app module from disk: a rebuilt VM runs the same
+     * module code as the one it replaces. The first of a name wins. */
+    const wh_source *modules;
+    size_t nmodules;
+    /* Compile (not run) every module while the VM is built, so a syntax
+     * error in a module no script requires yet is an error now (the
+     * catalog's scratch VM); WH_ESCRIPT naming file and line. */
+    bool check_modules;
 } wh_vm_options;
 
 /* Creates a VM and loads the sources (in order). Every source must return a
@@ -48,6 +60,9 @@ int wh_vm_worker(wh_vm *vm, size_t i, wh_lworker_info *out);
 /* Pushes the definition table of `name` and fills *out; returns 0, or
  * WH_ENOCLASS with nothing pushed. [-0,+(1|0),-] */
 int wh_vm_find(wh_vm *vm, const char *name, wh_lworker_info *out);
+/* The same without touching the Lua stack (safe while a job runs in the VM,
+ * from inside that job's C calls): 0 or WH_ENOCLASS. */
+int wh_vm_info(const wh_vm *vm, const char *name, wh_lworker_info *out);
 
 /* The result of one perform. */
 typedef struct wh_run_result {

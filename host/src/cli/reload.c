@@ -1,0 +1,259 @@
+/* reload.c -- the running host's files under <root>/tmp, and `workerhost
+ * reload`.
+ *
+ *   tmp/workerhost.pid     the pid of `workerhost run` (written at start,
+ *                          removed at exit if it is still ours)
+ *   tmp/workerhost.reload  the last reload attempt, whatever triggered it:
+ *                            attempt N        (counts attempts since start)
+ *                            generation G     (the code new jobs run on)
+ *                            reloaded_at T    (epoch seconds, 0 = never)
+ *                            status ok|error
+ *                            message ...      (the error: file:line: ...)
+ *
+ * `workerhost reload` reads the pid file, checks that the process is a
+ * workerhost, sends it SIGHUP and waits for the next attempt in the status
+ * file, so it can say whether the reload worked. */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/mem.h"
+
+static char *tmp_path(const char *root, const char *name) {
+    wh_buf b = WH_BUF_INIT;
+    wh_buf_printf(&b, "%s/tmp/%s", root, name);
+    return wh_buf_steal(&b);
+}
+
+/* Writes text to path through a temp file and a rename (readers never see
+ * half a file). */
+static int write_atomic(const char *path, const char *text) {
+    wh_buf t = WH_BUF_INIT;
+    wh_buf_printf(&t, "%s.%d.tmp", path, (int)getpid());
+    FILE *f = fopen(wh_buf_cstr(&t), "w");
+    int rc = -1;
+    if (f) {
+        bool ok = fputs(text, f) >= 0;
+        ok = fclose(f) == 0 && ok;
+        rc = ok && rename(wh_buf_cstr(&t), path) == 0 ? 0 : -1;
+        if (rc) unlink(wh_buf_cstr(&t));
+    }
+    wh_buf_free(&t);
+    return rc;
+}
+
+static long read_pid(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return -1;
+    long pid = -1;
+    if (fscanf(f, "%ld", &pid) != 1) pid = -1;
+    fclose(f);
+    return pid;
+}
+
+char *wh_cli_pidfile_write(const wh_config *cfg) {
+    wh_buf d = WH_BUF_INIT;
+    wh_buf_printf(&d, "%s/tmp", cfg->root);
+    mkdir(wh_buf_cstr(&d), 0755);
+    wh_buf_free(&d);
+    char *path = tmp_path(cfg->root, "workerhost.pid");
+    long other = read_pid(path);
+    if (other > 0 && other != (long)getpid() && kill((pid_t)other, 0) == 0)
+        wh_log(WH_LOG_WARN, NULL, NULL, "%s names pid %ld, which is alive; overwriting it (another workerhost "
+               "in this app root is no longer reachable by `workerhost reload`)", path, other);
+    char text[32];
+    snprintf(text, sizeof text, "%ld\n", (long)getpid());
+    if (write_atomic(path, text) != 0) {
+        wh_log(WH_LOG_WARN, NULL, NULL, "cannot write %s: %s (`workerhost reload` will not find this host)", path,
+               strerror(errno));
+        wh_free(path);
+        return NULL;
+    }
+    return path;
+}
+
+void wh_cli_pidfile_remove(char *path) {
+    if (path == NULL) return;
+    if (read_pid(path) == (long)getpid()) unlink(path);
+    wh_free(path);
+}
+
+void wh_cli_reload_status(const wh_config *cfg, unsigned attempt, wh_host *h, int rc, const char *message) {
+    char *path = tmp_path(cfg->root, "workerhost.reload");
+    wh_buf b = WH_BUF_INIT;
+    wh_buf_printf(&b, "attempt %u\ngeneration %u\nreloaded_at %.3f\nstatus %s\n", attempt, wh_host_generation(h),
+                  wh_host_reloaded_at(h), rc == 0 ? "ok" : "error");
+    if (rc && message) {
+        wh_buf_puts(&b, "message ");
+        for (const char *p = message; *p; p++) wh_buf_putc(&b, *p == '\n' ? ' ' : *p);
+        wh_buf_putc(&b, '\n');
+    }
+    if (write_atomic(path, wh_buf_cstr(&b)) != 0)
+        wh_log(WH_LOG_WARN, NULL, NULL, "cannot write %s: %s", path, strerror(errno));
+    wh_buf_free(&b);
+    wh_free(path);
+}
+
+/* ---- workerhost reload ---- */
+
+typedef struct status {
+    unsigned attempt, generation;
+    double reloaded_at;
+    char state[16];
+    char message[2048];
+} status;
+
+static bool read_status(const char *path, status *s) {
+    memset(s, 0, sizeof *s);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return false;
+    char line[2100];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "attempt ", 8) == 0) s->attempt = (unsigned)strtoul(line + 8, NULL, 10);
+        else if (strncmp(line, "generation ", 11) == 0) s->generation = (unsigned)strtoul(line + 11, NULL, 10);
+        else if (strncmp(line, "reloaded_at ", 12) == 0) s->reloaded_at = strtod(line + 12, NULL);
+        else if (strncmp(line, "status ", 7) == 0) snprintf(s->state, sizeof s->state, "%.15s", line + 7);
+        else if (strncmp(line, "message ", 8) == 0) snprintf(s->message, sizeof s->message, "%.2040s", line + 8);
+    }
+    fclose(f);
+    return true;
+}
+
+static bool exe_base(const char *link, char *out, size_t n) {
+    char exe[4096];
+    ssize_t k = readlink(link, exe, sizeof exe - 1);
+    if (k < 0) return false;
+    exe[k] = '\0';
+    const char *base = strrchr(exe, '/');
+    snprintf(out, n, "%.255s", base ? base + 1 : exe);
+    return true;
+}
+
+/* True when pid runs the workerhost program (Linux: /proc/PID/exe is named
+ * workerhost*, or as this program is), so a stale pid file never gets an
+ * unrelated process signalled. */
+static bool is_workerhost(long pid) {
+    char link[64], base[256], self[256];
+    snprintf(link, sizeof link, "/proc/%ld/exe", pid);
+    if (!exe_base(link, base, sizeof base)) return access("/proc/self/exe", F_OK) != 0; /* no /proc: trust it */
+    if (strncmp(base, "workerhost", 10) == 0) return true;
+    return exe_base("/proc/self/exe", self, sizeof self) && strcmp(base, self) == 0;
+}
+
+static void print_status(const status *s) {
+    if (s->reloaded_at > 0) {
+        time_t t = (time_t)s->reloaded_at;
+        struct tm tm;
+        char when[64];
+        gmtime_r(&t, &tm);
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        printf("generation %u, last reload %s\n", s->generation, when);
+    } else {
+        printf("generation %u, not reloaded since it started\n", s->generation);
+    }
+}
+
+bool wh_cli_local_host(const char *root, long *pid, unsigned *generation, double *reloaded_at) {
+    char *pidpath = tmp_path(root, "workerhost.pid");
+    char *statpath = tmp_path(root, "workerhost.reload");
+    long p = read_pid(pidpath);
+    bool alive = p > 0 && kill((pid_t)p, 0) == 0 && is_workerhost(p);
+    status st;
+    if (alive) {
+        *pid = p;
+        if (read_status(statpath, &st)) {
+            *generation = st.generation;
+            *reloaded_at = st.reloaded_at;
+        } else {
+            *generation = 1;
+            *reloaded_at = 0;
+        }
+    }
+    wh_free(pidpath);
+    wh_free(statpath);
+    return alive;
+}
+
+int wh_cli_reload(const wh_cli *cli) {
+    bool status_only = false;
+    double wait = 60;
+    for (int i = 1; i < cli->nwords; i++) {
+        if (strcmp(cli->words[i], "--status") == 0) status_only = true;
+        else if (strcmp(cli->words[i], "--no-wait") == 0) wait = 0;
+        else return wh_cli_usage_error("reload", "unexpected argument %s", cli->words[i]);
+    }
+    if (cli->help) {
+        printf("usage: workerhost reload [--root DIR] [--no-wait | --status]\n\n"
+               "Makes the `workerhost run` of this app root (found by <root>/tmp/workerhost.pid) load its\n"
+               "worker scripts and app modules again (the same as sending it SIGHUP), and waits up to 60 s\n"
+               "to print the outcome: the new generation, or the error with file and line (the host then\n"
+               "keeps running the code it had; exit status 2). The YAML configuration is not read again.\n"
+               "--no-wait only sends the signal; --status prints the running host's generation and last\n"
+               "reload without reloading.\n");
+        return 0;
+    }
+    wh_config *cfg = wh_config_defaults(cli->root, cli->env);
+    char *pidpath = tmp_path(cfg->root, "workerhost.pid");
+    char *statpath = tmp_path(cfg->root, "workerhost.reload");
+    int rc = 0;
+    long pid = read_pid(pidpath);
+    status before, after;
+    if (pid <= 0) {
+        fprintf(stderr, "workerhost reload: no running host found: cannot read a pid from %s "
+                        "(is `workerhost run` running in this app root?)\n", pidpath);
+        rc = 5;
+    } else if (kill((pid_t)pid, 0) != 0 || !is_workerhost(pid)) {
+        fprintf(stderr, "workerhost reload: %s names pid %ld, which is not a running workerhost "
+                        "(a stale pid file?)\n", pidpath, pid);
+        rc = 5;
+    } else if (status_only) {
+        if (read_status(statpath, &before)) {
+            printf("workerhost pid %ld: ", pid);
+            print_status(&before);
+        } else {
+            printf("workerhost pid %ld: generation 1, not reloaded since it started\n", pid);
+        }
+    } else {
+        if (!read_status(statpath, &before)) before.attempt = 0;
+        if (kill((pid_t)pid, SIGHUP) != 0) {
+            fprintf(stderr, "workerhost reload: cannot signal pid %ld: %s\n", pid, strerror(errno));
+            rc = 5;
+        } else if (wait == 0) {
+            printf("sent SIGHUP to workerhost pid %ld\n", pid);
+        } else {
+            double until = wh_clock_monotonic() + wait;
+            bool seen = false;
+            while (!seen && wh_clock_monotonic() < until) {
+                usleep(20000);
+                seen = read_status(statpath, &after) && after.attempt != before.attempt;
+            }
+            if (!seen) {
+                fprintf(stderr, "workerhost reload: sent SIGHUP to pid %ld, but no outcome in %s within %.0f s "
+                                "(see the host's log)\n", pid, statpath, wait);
+                rc = 5;
+            } else if (strcmp(after.state, "ok") == 0) {
+                printf("reloaded workerhost pid %ld: ", pid);
+                print_status(&after);
+            } else {
+                fprintf(stderr, "workerhost reload: reload failed, generation %u keeps running: %s\n",
+                        after.generation, after.message);
+                rc = 2;
+            }
+        }
+    }
+    wh_free(pidpath);
+    wh_free(statpath);
+    wh_config_free(cfg);
+    return rc;
+}
