@@ -320,7 +320,7 @@ return wh.worker {
 end
 
 -- An app root for BackgroundQueue against redis r. o: concurrency (2),
--- queues (YAML text, default "[critical, default]"), shutdown_timeout, uri
+-- queues (YAML text, default "[critical, default]"), shutdown_timeout, reload, uri
 -- (default r's), log_level (info), workers = { file = worker spec for
 -- S.worker_source, or source text }. Returns app { root, out, r }.
 function S.app(r, o)
@@ -330,6 +330,7 @@ function S.app(r, o)
   local cfg = { "workers:", "  mode: BackgroundQueue", "  concurrency: " .. (o.concurrency or 2) }
   if o.queues ~= false then cfg[#cfg + 1] = "  queues: " .. (o.queues or "[critical, default]") end
   if o.shutdown_timeout then cfg[#cfg + 1] = "  shutdown_timeout: " .. o.shutdown_timeout end
+  if o.reload ~= nil then cfg[#cfg + 1] = "  reload: " .. tostring(o.reload) end
   cfg[#cfg + 1] = "queue:"
   cfg[#cfg + 1] = "  uri: " .. (o.uri or r:uri())
   cfg[#cfg + 1] = "logger:"

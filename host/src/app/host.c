@@ -442,7 +442,7 @@ int wh_host_new_mode(wh_host **out, const wh_host_options *opts, const wh_mode *
     h->idle = wh_xcalloc((size_t)cfg->concurrency, sizeof *h->idle);
     h->idle_gen = wh_xcalloc((size_t)cfg->concurrency, sizeof *h->idle_gen);
     if (cfg->mode == WH_MODE_BACKGROUND_QUEUE) {
-        wh_rserver_options ro = {cfg, cat};
+        wh_rserver_options ro = {cfg, cat, h};
         rc = wh_rserver_new(&ro, &h->rserver, err);
         if (rc == 0)
             rc = wh_redis_pool_new(cfg->queue_uri, cfg->queue_namespace, WH_ENQUEUE_REDIS_TIMEOUT_S,

@@ -12,7 +12,11 @@
  *
  * `workerhost reload` reads the pid file, checks that the process is a
  * workerhost, sends it SIGHUP and waits for the next attempt in the status
- * file, so it can say whether the reload worked. */
+ * file, so it can say whether the reload worked. In BackgroundQueue mode it
+ * also pushes RELOAD onto the `<identity>-signals` list of every other
+ * workerhost process registered on the same Redis (Sidekiq's control
+ * channel, which the Web UI uses for TSTP and TERM); each host reads its
+ * list every second and reloads. */
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -28,6 +32,9 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "redis/client.h"
+#include "redis/uri.h"
+#include "cli/queue_cmds.h"
 
 static char *tmp_path(const char *root, const char *name) {
     wh_buf b = WH_BUF_INIT;
@@ -185,38 +192,80 @@ bool wh_cli_local_host(const char *root, long *pid, unsigned *generation, double
     return alive;
 }
 
+/* BackgroundQueue: RELOAD to every other workerhost on the same Redis.
+ * Returns 0 (and *sent), or 5 with the error printed. */
+static int reload_fleet(const wh_config *cfg, long local_pid, size_t *sent) {
+    wh_redis_uri uri;
+    wh_redis_client *c = NULL;
+    wh_err err = WH_ERR_INIT;
+    int rc = wh_redis_uri_parse(cfg->queue_uri, &uri, &err);
+    if (rc == 0) {
+        rc = wh_redis_client_connect(&uri, cfg->queue_namespace, WH_CLI_REDIS_TIMEOUT, &c, &err);
+        wh_redis_uri_free(&uri);
+    }
+    char skip[300] = "";
+    if (local_pid > 0) { /* the local host was signalled already: its identity is <host>:<pid>:<nonce> */
+        char host[256];
+        const char *dyno = getenv("DYNO");
+        gethostname(host, sizeof host);
+        host[sizeof host - 1] = '\0';
+        snprintf(skip, sizeof skip, "%s:%ld:", dyno && *dyno ? dyno : host, local_pid);
+    }
+    if (rc == 0) rc = wh_redis_client_signal_all(c, "RELOAD", "workerhost", skip[0] ? skip : NULL, sent, &err);
+    if (rc == 0)
+        printf("sent RELOAD to %zu %sworkerhost process%s on %s (each reloads within about a second; "
+               "`workerhost stats` shows their generation)\n", *sent, local_pid > 0 ? "other " : "",
+               *sent == 1 ? "" : "es", wh_redis_client_uri_shown(c));
+    else
+        fprintf(stderr, "workerhost reload: %s\n", err.msg);
+    wh_redis_client_free(c);
+    return rc ? 5 : 0;
+}
+
 int wh_cli_reload(const wh_cli *cli) {
-    bool status_only = false;
+    bool status_only = false, local_only = false;
     double wait = 60;
     for (int i = 1; i < cli->nwords; i++) {
         if (strcmp(cli->words[i], "--status") == 0) status_only = true;
+        else if (strcmp(cli->words[i], "--local") == 0) local_only = true;
         else if (strcmp(cli->words[i], "--no-wait") == 0) wait = 0;
         else return wh_cli_usage_error("reload", "unexpected argument %s", cli->words[i]);
     }
     if (cli->help) {
-        printf("usage: workerhost reload [--root DIR] [--no-wait | --status]\n\n"
+        printf("usage: workerhost reload [--root DIR] [--local] [--no-wait | --status]\n\n"
                "Makes the `workerhost run` of this app root (found by <root>/tmp/workerhost.pid) load its\n"
                "worker scripts and app modules again (the same as sending it SIGHUP), and waits up to 60 s\n"
                "to print the outcome: the new generation, or the error with file and line (the host then\n"
                "keeps running the code it had; exit status 2). The YAML configuration is not read again.\n"
                "--no-wait only sends the signal; --status prints the running host's generation and last\n"
-               "reload without reloading.\n");
+               "reload without reloading.\n\n"
+               "BackgroundQueue: also reaches every other workerhost process on the same Redis, by pushing\n"
+               "RELOAD onto its <identity>-signals list (read every second); it does not wait for them\n"
+               "(see `workerhost stats`). --local: only the host of this app root. Exit status 5 when no\n"
+               "host was reached.\n");
         return 0;
     }
-    wh_config *cfg = wh_config_defaults(cli->root, cli->env);
+    wh_config_source src = {cli->root, cli->env, cli->config};
+    wh_config *cfg = NULL;
+    wh_err cerr = WH_ERR_INIT;
+    if (wh_config_load(&cfg, &src, &cerr) != 0) cfg = wh_config_defaults(cli->root, cli->env); /* local only */
+    bool fleet = !local_only && !status_only && cfg->mode == WH_MODE_BACKGROUND_QUEUE;
     char *pidpath = tmp_path(cfg->root, "workerhost.pid");
     char *statpath = tmp_path(cfg->root, "workerhost.reload");
     int rc = 0;
     long pid = read_pid(pidpath);
     status before, after;
     if (pid <= 0) {
-        fprintf(stderr, "workerhost reload: no running host found: cannot read a pid from %s "
-                        "(is `workerhost run` running in this app root?)\n", pidpath);
+        if (!fleet)
+            fprintf(stderr, "workerhost reload: no running host found: cannot read a pid from %s "
+                            "(is `workerhost run` running in this app root?)\n", pidpath);
         rc = 5;
+        pid = 0;
     } else if (kill((pid_t)pid, 0) != 0 || !is_workerhost(pid)) {
         fprintf(stderr, "workerhost reload: %s names pid %ld, which is not a running workerhost "
                         "(a stale pid file?)\n", pidpath, pid);
         rc = 5;
+        pid = 0;
     } else if (status_only) {
         if (read_status(statpath, &before)) {
             printf("workerhost pid %ld: ", pid);
@@ -251,6 +300,14 @@ int wh_cli_reload(const wh_cli *cli) {
                 rc = 2;
             }
         }
+    }
+    if (fleet) {
+        size_t sent = 0;
+        int frc = reload_fleet(cfg, pid, &sent);
+        if (rc == 5 && frc == 0 && sent > 0) rc = 0; /* no local host, but the fleet was reached */
+        else if (rc == 5 && frc == 0 && sent == 0)
+            fprintf(stderr, "workerhost reload: no running host found, here or on its Redis\n");
+        else if (rc == 0 && frc) rc = frc;
     }
     wh_free(pidpath);
     wh_free(statpath);

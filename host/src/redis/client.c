@@ -486,6 +486,58 @@ static void read_process(wh_redis_process_stat *p, redisReply *const *f) {
     wh_json_doc_free(doc);
 }
 
+/* true when the info JSON's "labels" array holds label */
+static bool info_has_label(const char *info, size_t len, const char *label) {
+    wh_json_doc *doc = wh_json_parse(info, len, NULL, NULL);
+    bool yes = false;
+    const wh_json *labels = doc ? wh_json_getz(wh_json_doc_root(doc), "labels") : NULL;
+    if (labels && labels->type == WH_JSON_ARRAY)
+        for (size_t i = 0; i < labels->u.arr.n && !yes; i++) {
+            const wh_json *l = &labels->u.arr.items[i];
+            yes = l->type == WH_JSON_STRING && l->u.str.len == strlen(label) && memcmp(l->u.str.s, label, l->u.str.len) == 0;
+        }
+    wh_json_doc_free(doc);
+    return yes;
+}
+
+int wh_redis_client_signal_all(wh_redis_client *c, const char *signal, const char *label, const char *skip,
+                               size_t *sent, wh_err *err) {
+    *sent = 0;
+    int rc = ensure_connected(c, err);
+    if (rc) return rc;
+    const char *what = "cannot signal the processes of";
+    wh_buf key = WH_BUF_INIT;
+    wh_redis_client_key(c, &key, "%s", WH_KEY_PROCESSES);
+    append_key_cmd(c, &key, "SMEMBERS", NULL);
+    redisReply *ps = NULL;
+    rc = read_replies(c, 1, &ps, what, err);
+    if (rc == 0) rc = want(c, ps, REDIS_REPLY_ARRAY, err);
+    size_t n = rc == 0 ? ps->elements : 0;
+    redisReply **infos = wh_xcalloc(n ? n : 1, sizeof *infos);
+    for (size_t i = 0; i < n; i++) {
+        wh_redis_client_key(c, &key, "%s", ps->element[i]->str);
+        append_key_cmd(c, &key, "HGET", "info");
+    }
+    if (rc == 0 && n) rc = read_replies(c, n, infos, what, err);
+    size_t k = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const char *id = ps->element[i]->str;
+        if (skip && strncmp(id, skip, strlen(skip)) == 0) continue;
+        if (label && !(infos[i]->type == REDIS_REPLY_STRING && info_has_label(infos[i]->str, infos[i]->len, label)))
+            continue;
+        wh_redis_client_key(c, &key, "%s-signals", id);
+        const char *argv[] = {"LPUSH", wh_buf_cstr(&key), signal};
+        append(c, 3, argv, NULL);
+        k++;
+    }
+    if (rc == 0 && k) rc = read_replies(c, k, NULL, what, err);
+    if (rc == 0) *sent = k;
+    if (ps) freeReplyObject(ps);
+    free_replies(infos, n);
+    wh_buf_free(&key);
+    return rc;
+}
+
 int wh_redis_client_stats(wh_redis_client *c, wh_redis_stats *out, wh_err *err) {
     memset(out, 0, sizeof *out);
     int rc = ensure_connected(c, err);

@@ -84,6 +84,13 @@ int wh_redis_client_push(wh_redis_client *c, const wh_job *job, wh_err *err);
  * jobs may have been stored (the message says so). */
 int wh_redis_client_push_bulk(wh_redis_client *c, wh_job *const *jobs, size_t n, wh_err *err);
 
+/* Pushes `signal` (LPUSH <identity>-signals, as Sidekiq's Web UI does for
+ * TSTP and TERM) to every process in `processes` whose heartbeat info lists
+ * the label `label` (NULL: every process), except those whose identity
+ * starts with `skip` (NULL: none). Sets *sent to how many were signalled. Errors as push. */
+int wh_redis_client_signal_all(wh_redis_client *c, const char *signal, const char *label, const char *skip,
+                               size_t *sent, wh_err *err);
+
 /* ---- stats: what Sidekiq::Stats and ProcessSet read (sidekiq-compat §5, §6) ---- */
 
 typedef struct wh_redis_queue_stat {

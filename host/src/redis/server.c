@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "app/host.h"
 #include "app/runner.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -40,6 +41,7 @@
 #define REAPER_LOCK_MS 30000
 #define BLOCK_TIMEOUT_S 2        /* BLMOVE timeout: the server-side bound */
 #define WATCHDOG_MS 500
+#define SIGNALS_MS 1000         /* <identity>-signals is read this often */
 #define COMMAND_DEADLINE_S 10.0  /* a command unanswered this long: the link is dead */
 #define BACKOFF_MIN_S 0.1
 #define BACKOFF_MAX_S 5.0
@@ -123,13 +125,16 @@ typedef struct req {
 
 struct wh_rserver {
     const wh_config *cfg;
-    wh_catalog *catalog;
+    wh_catalog *catalog;  /* as at start; the host's current one is used when there is a host */
+    wh_host *host;        /* borrowed, or NULL */
+    uv_work_t reload_req; /* a RELOAD signal: wh_host_reload on libuv's thread pool */
+    bool reload_running, reload_again;
     wh_async *exec;
     wh_redis_uri uri;
     char uri_shown[256];
     char *ns;        /* "ns:" or "" */
     char identity[300];
-    char *info_json; /* the heartbeat's info, computed once */
+    char *info_json; /* the heartbeat's info, without the generation fields and the closing brace */
 
     char **queues;   /* fetched queues, in configured order */
     int *weights;
@@ -151,7 +156,7 @@ struct wh_rserver {
     uv_thread_t thread;
     bool thread_started;
     uv_async_t wake;
-    uv_timer_t t_heartbeat, t_scheduler, t_reaper, t_watchdog, t_reconnect, t_final, t_reconcile, t_flush;
+    uv_timer_t t_heartbeat, t_scheduler, t_reaper, t_watchdog, t_reconnect, t_final, t_reconcile, t_flush, t_signals;
     conn cmd;
     conn *blockers;
     double backoff;
@@ -850,9 +855,17 @@ static void cap_message(char *m) {
  * with our departures: refused arguments are not retried (unless the job was
  * checked against another version of the schema), and an unknown class is
  * retried with 25 retries even when the payload has no retry. */
+static void decide_with(wh_rserver *s, const wh_catalog *cat, const wh_job *job, const wh_run_result *res, ack *a);
+
 static void decide(wh_rserver *s, const wh_job *job, const wh_run_result *res, ack *a) {
+    wh_catalog *cat = s->host ? wh_host_current_catalog(s->host, NULL) : wh_catalog_retain(s->catalog);
+    decide_with(s, cat, job, res, a);
+    wh_catalog_release(cat);
+}
+
+static void decide_with(wh_rserver *s, const wh_catalog *cat, const wh_job *job, const wh_run_result *res, ack *a) {
     const wh_json *p = job->payload;
-    const wh_worker_def *def = wh_catalog_find(s->catalog, job->class_name);
+    const wh_worker_def *def = wh_catalog_find(cat, job->class_name);
     const wh_json *dead_opt = wh_json_getz(p, "dead");
     bool to_dead = !(dead_opt && dead_opt->type == WH_JSON_FALSE);
     int max;
@@ -1209,7 +1222,7 @@ static void build_info(wh_rserver *s) {
     wh_json_write_string(&b, boot, strlen(boot));
     wh_buf_puts(&b, ",\"wh_pidns\":");
     wh_json_write_string(&b, pidns, strlen(pidns));
-    wh_buf_printf(&b, ",\"wh_start_ticks\":%llu}", proc_start_ticks((long)getpid()));
+    wh_buf_printf(&b, ",\"wh_start_ticks\":%llu", proc_start_ticks((long)getpid()));
     s->info_json = wh_buf_steal(&b);
 }
 
@@ -1235,6 +1248,38 @@ static void add_work(void *ud, size_t worker, const wh_job *job, double since) {
     w->busy++;
 }
 
+/* wh_host_reload loads scripts in a scratch VM (milliseconds): on libuv's
+ * thread pool, not on this thread, which every job goes through. */
+static void reload_work(uv_work_t *w) {
+    wh_rserver *s = w->data;
+    wh_err err;
+    wh_host_reload(s->host, &err); /* logs its outcome */
+}
+
+static void reload_soon(wh_rserver *s);
+static void heartbeat(wh_rserver *s);
+
+static void reload_done(uv_work_t *w, int status) {
+    wh_rserver *s = w->data;
+    (void)status;
+    s->reload_running = false;
+    if (s->reload_again) {
+        s->reload_again = false;
+        reload_soon(s);
+    }
+    heartbeat(s); /* publish the new generation at once */
+}
+
+static void reload_soon(wh_rserver *s) {
+    if (s->host == NULL || s->final_done) return;
+    if (s->reload_running) {
+        s->reload_again = true;
+        return;
+    }
+    s->reload_req.data = s;
+    s->reload_running = uv_queue_work(&s->loop, &s->reload_req, reload_work, reload_done) == 0;
+}
+
 static void on_signal_reply(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)c;
     (void)data;
@@ -1243,6 +1288,9 @@ static void on_signal_reply(wh_rserver *s, conn *c, redisReply *r, void *data) {
         wh_log(WH_LOG_INFO, NULL, NULL, "TSTP from %s-signals (Web UI's Quiet)", s->identity);
         s->quiet = true;
         if (s->exec) wh_async_quiet(s->exec);
+    } else if (strcmp(r->str, "RELOAD") == 0) {
+        wh_log(WH_LOG_INFO, NULL, NULL, "RELOAD from %s-signals (workerhost reload)", s->identity);
+        reload_soon(s);
     } else if (strcmp(r->str, "TERM") == 0 || strcmp(r->str, "INT") == 0) {
         wh_log(WH_LOG_INFO, NULL, NULL, "%s from %s-signals (Web UI's Stop)", r->str, s->identity);
         kill(getpid(), SIGTERM); /* handled like the OS signal */
@@ -1313,7 +1361,11 @@ static void heartbeat(wh_rserver *s) {
     av_adds(&a, "HSET");
     av_addf(&a, "%s%s", s->ns, s->identity);
     av_adds(&a, "info");
-    av_adds(&a, s->info_json);
+    if (s->host) /* the worker code's generation (issue: reload), and when it began */
+        av_addf(&a, "%s,\"wh_generation\":%u,\"wh_reloaded_at\":%.6f}", s->info_json, wh_host_generation(s->host),
+                wh_host_reloaded_at(s->host));
+    else
+        av_addf(&a, "%s}", s->info_json);
     av_adds(&a, "busy");
     av_addf(&a, "%zu", busy);
     av_adds(&a, "beat");
@@ -1328,10 +1380,6 @@ static void heartbeat(wh_rserver *s) {
     av_addf(&a, "%s%s", s->ns, s->identity);
     av_addf(&a, "%d", WH_HEARTBEAT_TTL_S);
     send_b(c, NULL, NULL, &a);
-    av_init(&a);
-    av_adds(&a, "RPOP");
-    av_addf(&a, "%s%s-signals", s->ns, s->identity);
-    send_b(c, on_signal_reply, NULL, &a);
     double *t0 = wh_xmalloc(sizeof *t0);
     *t0 = wh_clock_monotonic();
     av_init(&a);
@@ -1343,6 +1391,19 @@ static void heartbeat(wh_rserver *s) {
 }
 
 static void on_heartbeat(uv_timer_t *t) { heartbeat(t->data); }
+
+/* <identity>-signals, every second: the Web UI's Quiet and Stop (TSTP,
+ * TERM), and RELOAD from `workerhost reload` (ours). Sidekiq reads them at
+ * its heartbeat; once a second is as cheap and answers sooner. */
+static void on_signals(uv_timer_t *t) {
+    wh_rserver *s = t->data;
+    if (!s->up || s->final_done) return;
+    argv_b a;
+    av_init(&a);
+    av_adds(&a, "RPOP");
+    av_addf(&a, "%s%s-signals", s->ns, s->identity);
+    send_b(&s->cmd, on_signal_reply, NULL, &a);
+}
 
 /* Registers again at once (after an outcome batch was refused because this
  * process had left the registry). */
@@ -1543,6 +1604,7 @@ static void close_all(wh_rserver *s) {
     close_handle((uv_handle_t *)&s->t_final);
     close_handle((uv_handle_t *)&s->t_reconcile);
     close_handle((uv_handle_t *)&s->t_flush);
+    close_handle((uv_handle_t *)&s->t_signals);
 }
 
 static void on_deregistered(wh_rserver *s, conn *c, redisReply *r, void *data) {
@@ -1659,6 +1721,7 @@ int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err
     }
     wh_redis_uri_redacted(&s->uri, s->uri_shown, sizeof s->uri_shown);
     s->catalog = wh_catalog_retain(opts->catalog);
+    s->host = opts->host;
     const char *ns = opts->cfg->queue_namespace;
     wh_buf b = WH_BUF_INIT;
     if (ns && *ns) wh_buf_printf(&b, "%s:", ns);
@@ -1726,7 +1789,7 @@ int wh_rserver_start(wh_rserver *s, wh_err *err) {
     uv_async_init(&s->loop, &s->wake, on_wake);
     s->wake.data = s;
     uv_timer_t *timers[] = {&s->t_heartbeat, &s->t_scheduler, &s->t_reaper,
-                            &s->t_watchdog, &s->t_reconnect, &s->t_final, &s->t_reconcile, &s->t_flush};
+                            &s->t_watchdog, &s->t_reconnect, &s->t_final, &s->t_reconcile, &s->t_flush, &s->t_signals};
     for (size_t i = 0; i < sizeof timers / sizeof *timers; i++) {
         uv_timer_init(&s->loop, timers[i]);
         timers[i]->data = s;
@@ -1735,6 +1798,7 @@ int wh_rserver_start(wh_rserver *s, wh_err *err) {
     uv_timer_start(&s->t_scheduler, on_scheduler, SCHEDULER_MS, SCHEDULER_MS);
     uv_timer_start(&s->t_reaper, on_reaper, (uint64_t)(REAPER_S * 1000), (uint64_t)(REAPER_S * 1000));
     uv_timer_start(&s->t_watchdog, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
+    uv_timer_start(&s->t_signals, on_signals, SIGNALS_MS, SIGNALS_MS);
     if (uv_thread_create(&s->thread, io_main, s) != 0) return wh_err_set(err, WH_EUNAVAIL, "cannot start the I/O thread");
     s->thread_started = true;
     return 0;

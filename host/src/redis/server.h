@@ -23,12 +23,15 @@
 #include "app/catalog.h"
 #include "config/config.h"
 #include "core/err.h"
+#include "workerhost.h"
 
 typedef struct wh_rserver wh_rserver;
 
 typedef struct wh_rserver_options {
     const wh_config *cfg;  /* borrowed; outlives the server */
-    wh_catalog *catalog;   /* retained */
+    wh_catalog *catalog;   /* retained: the queues to fetch when workers.queues is not set */
+    wh_host *host;         /* borrowed, or NULL: the current catalog (retry defaults, schema skew),
+                            * the generation published in the heartbeat, and RELOAD signals */
 } wh_rserver_options;
 
 /* Parses queue.uri and prepares the server (no connection yet). Owned:
