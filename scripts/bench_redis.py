@@ -332,6 +332,22 @@ def cmd_summary(d):
         print("   = perform start (FIFO line, as above; wall clock) - the job's score in schedule.")
     print("\n5. Peak RSS: see the table in 1 (median VmHWM at done).")
 
+    # how steady the machine was: the peers' calibration loop, timed before every drain
+    cal = [r["calib_cpu_ms"] for _, rows in sets for r in rows if isinstance(r.get("calib_cpu_ms"), (int, float))]
+    if cal:
+        print("\nmachine drift: the peers' fixed Python calibration loop took %.0f / %.0f / %.0f ms (min / median /"
+              " max\nover the %d drains; ~90 ms when the machine is quiet). Compare figures within one run only."
+              % (min(cal), statistics.median(cal), max(cal), len(cal)))
+    # what the hosts logged at warn and above (the bench runs them at warn)
+    for c in ("2", "4"):
+        path = os.path.join(d, "wh-c%s-host.log" % c)
+        if os.path.exists(path):
+            with open(path, errors="replace") as f:
+                lines = [l.rstrip("\n") for l in f if l.strip()]
+            if lines:
+                print("workerhost c=%s logged %d line(s) at warn or above over its drains; first: %s" % (
+                    c, len(lines), lines[0][:200]))
+
 
 def main():
     if len(sys.argv) < 2:
