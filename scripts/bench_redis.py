@@ -178,8 +178,8 @@ class Fifo:
 
 def cmd_latency():
     port = int(os.environ["REDIS_PORT"])
-    lat_n = int(os.environ.get("LAT_N", "300"))
-    sched_n = int(os.environ.get("SCHED_N", "300"))
+    lat_n = int(os.environ.get("LAT_N", "200"))
+    sched_n = int(os.environ.get("SCHED_N", "200"))
     r = Resp(port)
     fifo = Fifo(os.environ["WH_BENCH_FIFO"])
     # the host is up once it has registered and its blocking fetch connection is waiting
@@ -262,13 +262,22 @@ def cmd_summary(d):
     sets = [("workerhost c=2", load(os.path.join(d, "wh-c2.jsonl"))),
             ("workerhost c=4", load(os.path.join(d, "wh-c4.jsonl"))),
             ("sidekiq c=10", load(os.path.join(d, "sidekiq.jsonl")))]
-    sets = [(n, rows) for n, rows in sets if rows]
+    failed = {}  # results name -> reps that failed without (or with) a result line
+    if os.path.exists(os.path.join(d, "failed.txt")):
+        with open(os.path.join(d, "failed.txt")) as f:
+            for l in f:
+                failed.setdefault(l.split()[0], []).append(l.strip())
+    names = {"workerhost c=2": "wh-c2", "workerhost c=4": "wh-c4", "sidekiq c=10": "sidekiq"}
+    sets = [(n, rows) for n, rows in sets if rows or failed.get(names[n])]
     ok = {n: [r for r in rows if r.get("status") == "ok"] for n, rows in sets}
+    tried = {n: max(len(rows), len(rows) + sum(1 for x in failed.get(names[n], [])
+                                                 if not any(str(r.get("rep")) == x.split()[2] for r in rows)))
+             for n, rows in sets}
     sk = ok.get("sidekiq c=10", [])
     sk_rate = med(sk, "jobs_per_s")[0]
 
     print("\n1. Drain rate, %s no-op jobs queued before the start (medians of interleaved reps; "
-          "each rep on a fresh redis-server)" % fmt(sets[0][1][0].get("target") if sets else None))
+          "each rep on a fresh redis-server)" % fmt(next((r.get("target") for _, rows in sets for r in rows), None)))
     print("   %-16s %5s %12s %14s %14s %8s %9s %10s %s" % (
         "system", "reps", "jobs/s", "jobs/s steady", "to count jobs/s", "boot s", "done s", "peak RSS",
         "vs sidekiq"))
@@ -278,7 +287,7 @@ def cmd_summary(d):
         ratio = "%.2fx" % (rate / sk_rate) if rate and sk_rate and not name.startswith("sidekiq") else ""
         rss = med(good, "worker_peak_rss_kb_sum")[0]
         print("   %-16s %2d/%-2d %12s %14s %14s %8s %9s %10s %s" % (
-            name, n, len(rows), fmt(rate), fmt(med(good, "steady_jobs_per_s")[0]),
+            name, n, tried[name], fmt(rate), fmt(med(good, "steady_jobs_per_s")[0]),
             fmt(med(good, "jobs_per_s_to_count")[0]), fmt(med(good, "boot_s")[0], nd=2),
             fmt(med(good, "done_s")[0], nd=2), fmt(rss and rss / 1024, " MiB", 1), ratio))
     print("   jobs/s = JOBS / (done - process start): boot included. workerhost: done = first 50 ms poll with\n"
@@ -286,11 +295,16 @@ def cmd_summary(d):
           "   with queue:default empty (it adds to stat:processed only on its 5 s heartbeat; 'to count' is\n"
           "   JOBS / time until stat:processed == JOBS). 'steady' leaves boot out. Ratios use Sidekiq's\n"
           "   drain figure. Peak RSS = VmHWM of the host / sidekiq process at done.")
+    print("   CPU from start to done, % of one core (medians), and Redis commands per job (in scripts too):")
+    for name, _ in sets:
+        print("     %-16s process %5s%%   redis-server %4s%%   %s commands/job" % (
+            name, fmt(med(ok[name], "worker_cpu_pct")[0]), fmt(med(ok[name], "redis_cpu_pct")[0]),
+            fmt(med(ok[name], "redis_cmds_per_job")[0], nd=2)))
     for name, rows in sets:
-        bad = [r for r in rows if r.get("status") != "ok"]
-        if bad:
-            print("   WARNING: %s: %d rep(s) failed: %s" % (name, len(bad), ", ".join(
-                str(r.get("status")) for r in bad)))
+        if len(ok[name]) < tried[name]:
+            print("   WARNING: %s: %d of %d rep(s) failed (left out of the medians): %s" % (
+                name, tried[name] - len(ok[name]), tried[name],
+                "; ".join([str(r.get("status")) for r in rows if r.get("status") != "ok"] + failed.get(names[name], []))))
 
     wh = [r for name, rows in sets if name.startswith("workerhost") for r in rows]
     print("\n2. Enqueue rate (jobs/s; median over every rep's enqueue step, count in brackets)")
@@ -319,17 +333,22 @@ def cmd_summary(d):
 
     lat = load(os.path.join(d, "latency.jsonl"))
     if lat:
-        L = lat[-1]
-        print("\n3. Idle pick-up latency, workerhost c=2 (%d jobs, one at a time, 20-80 ms apart)" % L["pickup_n"])
-        print("   p50 %.2f ms   p90 %.2f ms   p99 %.2f ms   (min %.2f, max %.2f)" % (
-            L["pickup_ms_p50"], L["pickup_ms_p90"], L["pickup_ms_p99"], L["pickup_ms_min"], L["pickup_ms_max"]))
+        m = lambda k: statistics.median(r[k] for r in lat)
+        print("\n3. Idle pick-up latency, workerhost c=2 (%d run(s) of %d jobs, one at a time, 20-80 ms apart;"
+              "\n   median over the runs of each run's percentile)" % (len(lat), lat[0]["pickup_n"]))
+        print("   p50 %.2f ms   p90 %.2f ms   p99 %.2f ms   (min %.2f, max %.2f over all runs)" % (
+            m("pickup_ms_p50"), m("pickup_ms_p90"), m("pickup_ms_p99"), min(r["pickup_ms_min"] for r in lat),
+            max(r["pickup_ms_max"] for r in lat)))
         print("   = from just before LPUSH queue:default is sent to the moment the LatencyWorker's first act in\n"
               "   perform (a line written to a FIFO) wakes the pusher; one clock (the pusher's) for both ends.")
-        print("\n4. Scheduled lateness, workerhost c=2 (%d jobs ZADDed to schedule, due 20-40 ms apart)" % L["sched_n"])
-        print("   p50 %.2f ms   p90 %.2f ms   p99 %.2f ms   (min %.2f, max %.2f)" % (
-            L["sched_late_ms_p50"], L["sched_late_ms_p90"], L["sched_late_ms_p99"], L["sched_late_ms_min"],
-            L["sched_late_ms_max"]))
+        print("\n4. Scheduled lateness, workerhost c=2 (%d run(s) of %d jobs ZADDed to schedule, due 20-40 ms apart)"
+              % (len(lat), lat[0]["sched_n"]))
+        print("   p50 %.2f ms   p90 %.2f ms   p99 %.2f ms   (min %.2f, max %.2f over all runs)" % (
+            m("sched_late_ms_p50"), m("sched_late_ms_p90"), m("sched_late_ms_p99"),
+            min(r["sched_late_ms_min"] for r in lat), max(r["sched_late_ms_max"] for r in lat)))
         print("   = perform start (FIFO line, as above; wall clock) - the job's score in schedule.")
+    if failed.get("latency"):
+        print("   WARNING: latency probes failed: " + "; ".join(failed["latency"]))
     print("\n5. Peak RSS: see the table in 1 (median VmHWM at done).")
 
     # how steady the machine was: the peers' calibration loop, timed before every drain
