@@ -12,7 +12,7 @@
  * one LMOVE RIGHT LEFT per job, in three commands per queue. ARGV[1] must
  * stay below Lua's unpack limit (a few thousand).
  *   KEYS: queue:<q1>, inflight:<q1>, queue:<q2>, inflight:<q2>, ...
- *   returns {queue index (1-based), payload, queue index, payload, ...} */
+ *   returns {count fetched from <q1>, from <q2>, ..., then every payload, oldest first} */
 extern const char wh_script_fetch[];
 
 /* ACK: records outcomes, each only if its exact payload is still in the

@@ -87,6 +87,7 @@ typedef struct ack {
 struct held {
     struct held *prev, *next;
     ack a;
+    wh_job job;    /* the job handed to the executor (wh_job_raw_init: no allocation) */
     size_t qi;     /* index of the queue it was fetched from */
     size_t len;
     char raw[];    /* the exact bytes fetched */
@@ -137,6 +138,7 @@ struct wh_rserver {
     char *info_json; /* the heartbeat's info, without the generation fields and the closing brace */
 
     char **queues;   /* fetched queues, in configured order */
+    char **inflight_keys; /* this process's in-flight list of each */
     int *weights;
     size_t nqueues;
     bool strict;
@@ -626,7 +628,8 @@ static bool push_ack(wh_rserver *s, ack *a, bool urgent) {
 static wh_job *deliver(wh_rserver *s, size_t qi, const char *p, size_t len) {
     s->outstanding++;
     held *h = held_new(s, qi, p, len);
-    wh_job *job = wh_job_raw(h->raw, len, s->queues[qi]); /* both outlive the job */
+    wh_job *job = &h->job;
+    wh_job_raw_init(job, h->raw, len, s->queues[qi]); /* all three outlive the job */
     job->source_ref = h;
     return job;
 }
@@ -639,8 +642,9 @@ static void hand_over(wh_rserver *s, wh_job **jobs, size_t n) {
         uv_timer_start(&s->t_flush, on_flush_timer, FLUSH_MS, FLUSH_MS);
     if (n) wh_async_push_many(s->exec, jobs, n, &accepted);
     for (size_t i = accepted; i < n; i++) {
-        held_free(s, jobs[i]->source_ref);
-        wh_job_free(jobs[i]);
+        held *h = jobs[i]->source_ref;
+        wh_job_free(jobs[i]); /* lives in h */
+        held_free(s, h);
         s->outstanding--;
     }
 }
@@ -657,13 +661,13 @@ static void on_fetch(wh_rserver *s, conn *c, redisReply *r, void *data) {
     s->asked = s->asked > fc->asked ? s->asked - fc->asked : 0;
     if (r == NULL && !s->stopping) s->reconcile_wanted = true; /* Redis may have moved jobs we never saw */
     if (!reply_error(s, r, "fetch") && r->type == REDIS_REPLY_ARRAY) {
-        size_t got = r->elements / 2, n = 0;
+        /* {count per queue in the order asked, then every payload} */
+        size_t got = r->elements > s->nqueues ? r->elements - s->nqueues : 0, n = 0, k = s->nqueues;
         wh_job **jobs = wh_xmalloc((got ? got : 1) * sizeof *jobs);
-        for (size_t i = 0; i + 1 < r->elements; i += 2) {
-            size_t pos = (size_t)r->element[i]->integer - 1;
-            wh_job *job = pos < s->nqueues ? deliver(s, fc->order[pos], r->element[i + 1]->str, r->element[i + 1]->len)
-                                           : NULL;
-            if (job) jobs[n++] = job;
+        for (size_t pos = 0; pos < s->nqueues && pos < r->elements; pos++) {
+            long long count = r->element[pos]->type == REDIS_REPLY_INTEGER ? r->element[pos]->integer : 0;
+            for (long long j = 0; j < count && k < r->elements; j++, k++)
+                jobs[n++] = deliver(s, fc->order[pos], r->element[k]->str, r->element[k]->len);
         }
         hand_over(s, jobs, n);
         wh_free(jobs);
@@ -1073,8 +1077,7 @@ static void flush_acks(wh_rserver *s) {
         av_addf(&a, "%s%s:%s", s->ns, WH_KEY_FAILED, day);
         av_addf(&a, "%s%s", s->ns, WH_KEY_RETRY);
         av_addf(&a, "%s%s", s->ns, WH_KEY_DEAD);
-        for (ack *x = batch; x; x = x->next)
-            av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[x->h->qi]);
+        for (ack *x = batch; x; x = x->next) av_adds(&a, s->inflight_keys[x->h->qi]);
         av_adds(&a, s->identity);
         av_addf(&a, "%.6f", now);
         av_addf(&a, "%d", WH_DAILY_STATS_TTL_S);
@@ -1083,7 +1086,8 @@ static void flush_acks(wh_rserver *s) {
             av_add(&a, x->h->raw, x->h->len);
             av_add(&a, &x->kind, 1);
             av_add(&a, x->newp ? x->newp : "", x->newp_len);
-            av_addf(&a, "%.6f", x->score);
+            if (x->kind == 'r') av_addf(&a, "%.6f", x->score);
+            else av_add(&a, "0", 1);
         }
         if (!send_b(&s->cmd, on_ack, batch, &a)) {
             requeue_batch(s, batch);
@@ -1763,6 +1767,12 @@ int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err
         return wh_err_set(err, WH_ECONFIG, "BackgroundQueue needs 1 to 64 queues to fetch from (workers.queues, "
                                            "or the queues the workers name); got %zu", s->nqueues);
     }
+    s->inflight_keys = wh_xcalloc(s->nqueues, sizeof *s->inflight_keys);
+    for (size_t i = 0; i < s->nqueues; i++) {
+        wh_buf k = WH_BUF_INIT;
+        wh_buf_printf(&k, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[i]);
+        s->inflight_keys[i] = wh_buf_steal(&k);
+    }
     s->prefetch_min = (size_t)cfg->concurrency * PREFETCH_MIN_PER_THREAD;
     s->prefetch_cap = (size_t)cfg->concurrency * PREFETCH_MAX_PER_THREAD;
     s->prefetch_max = s->prefetch_min;
@@ -1829,8 +1839,12 @@ size_t wh_rserver_stop(wh_rserver *s, double timeout) {
 void wh_rserver_free(wh_rserver *s) {
     if (s == NULL) return;
     wh_rserver_stop(s, s->cfg->shutdown_timeout);
-    for (size_t i = 0; i < s->nqueues; i++) wh_free(s->queues[i]);
+    for (size_t i = 0; i < s->nqueues; i++) {
+        wh_free(s->queues[i]);
+        if (s->inflight_keys) wh_free(s->inflight_keys[i]);
+    }
     wh_free(s->queues);
+    wh_free(s->inflight_keys);
     wh_free(s->weights);
     wh_free(s->blockers);
     for (ack *a = s->acks; a; a = a->next) free_ack(a);
