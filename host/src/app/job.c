@@ -17,7 +17,7 @@ static double number_of(const wh_json *v) {
 
 /* Reads the fields the host needs; the tree stays as it came (unknown
  * fields are kept, numbers keep their text). */
-static int read_fields(wh_job *job, wh_err *err) {
+static int read_fields(wh_job *job, bool keep_queue, wh_err *err) {
     const wh_json *p = job->payload;
     if (p->type != WH_JSON_OBJECT)
         return wh_err_set(err, WH_EARGS, "job payload: expected a JSON object, got %s", wh_json_type_name(p));
@@ -29,9 +29,10 @@ static int read_fields(wh_job *job, wh_err *err) {
     if (job->args == NULL || job->args->type != WH_JSON_ARRAY)
         return wh_err_set(err, WH_EARGS, "%s: job payload: \"args\" must be an array", job->class_name);
     const wh_json *q = field(p, "queue");
-    job->queue = (q && q->type == WH_JSON_STRING && q->u.str.len)
-                     ? wh_json_doc_strndup(job->doc, q->u.str.s, q->u.str.len)
-                     : "default";
+    if (!keep_queue) /* a fetched job keeps the queue it came from, and other threads may read it meanwhile */
+        job->queue = (q && q->type == WH_JSON_STRING && q->u.str.len)
+                         ? wh_json_doc_strndup(job->doc, q->u.str.s, q->u.str.len)
+                         : "default";
     const wh_json *jid = field(p, "jid");
     if (jid && jid->type == WH_JSON_STRING && jid->u.str.len < WH_JID_SIZE) {
         memcpy(job->jid, jid->u.str.s, jid->u.str.len);
@@ -67,7 +68,7 @@ wh_job *wh_job_parse(const char *text, size_t len, const wh_json_limits *limits,
     memset(job, 0, sizeof *job);
     job->doc = doc;
     job->payload = wh_json_doc_root(doc);
-    if (read_fields(job, err) != 0) {
+    if (read_fields(job, false, err) != 0) {
         wh_job_free(job);
         return NULL;
     }
@@ -96,9 +97,7 @@ int wh_job_materialize(wh_job *job, const wh_json_limits *limits, wh_err *err) {
     if (doc == NULL) return err ? err->code : WH_EJSON;
     job->doc = doc;
     job->payload = wh_json_doc_root(doc);
-    const char *queue = job->queue;
-    int rc = read_fields(job, err);
-    job->queue = queue; /* routed by where it was fetched, as Sidekiq does */
+    int rc = read_fields(job, true, err); /* routed by where it was fetched, as Sidekiq does */
     if (rc) job->class_name = NULL;
     return rc;
 }
