@@ -505,9 +505,10 @@ void wh_host_free(wh_host *h) {
                wh_async_left_behind(h->async), wh_async_left_behind(h->async) == 1 ? " is" : "s are");
         return;
     }
+    /* the executor first: jobs it still holds live in the server's records */
+    wh_async_free(h->async);
     wh_rserver_free(h->rserver);
     wh_redis_pool_free(h->pusher);
-    wh_async_free(h->async);
     for (size_t i = 0; i < h->nidle; i++) wh_vm_free(h->idle[i]);
     wh_free(h->idle);
     wh_free(h->idle_gen);

@@ -57,7 +57,9 @@ void wh_rserver_quiet(wh_rserver *s);
  * leaves the registry. Returns the number of jobs put back. */
 size_t wh_rserver_stop(wh_rserver *s, double timeout);
 
-void wh_rserver_free(wh_rserver *s); /* accepts NULL */
+/* Frees the server. Free the executor first: jobs it still holds (queued,
+ * never run) live in the server's records of fetched entries. Accepts NULL. */
+void wh_rserver_free(wh_rserver *s);
 
 /* This process's identity, "<hostname>:<pid>:<12 hex>". Borrowed. */
 const char *wh_rserver_identity(const wh_rserver *s);
