@@ -207,22 +207,34 @@ static int lhost_enqueue(void *ud, lua_State *L, const char *name, wh_json_doc *
     return 3;
 }
 
+/* What every enqueue starts with: the host may take jobs, the options are
+ * valid, and the class is known in the current generation, which the call
+ * then holds (*cat, retained: release it) from start to end. */
+static int begin_enqueue(wh_host *h, const char *class_name, const wh_enqueue_options *opts, wh_catalog **cat,
+                         unsigned *gen, const wh_worker_def **def, wh_err *err) {
+    if (h->stopped) return wh_err_set(err, WH_EUNAVAIL, "the host is stopped");
+    int rc = validate_options(opts, err);
+    if (rc) return rc;
+    *cat = current(h, gen);
+    *def = wh_catalog_find(*cat, class_name);
+    if (*def == NULL) {
+        rc = unknown_class(*cat, class_name, err);
+        wh_catalog_release(*cat);
+        return rc;
+    }
+    return 0;
+}
+
 int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, size_t len,
                     const wh_enqueue_options *opts, char jid_out[WH_JID_SIZE], wh_err *err) {
     if (jid_out) jid_out[0] = '\0';
     if (h == NULL || class_name == NULL || (args_json == NULL && len > 0))
         return wh_err_set(err, WH_EINVAL, "wh_host_enqueue: NULL argument");
-    if (h->stopped) return wh_err_set(err, WH_EUNAVAIL, "the host is stopped");
-    int rc = validate_options(opts, err);
-    if (rc) return rc;
     unsigned gen;
-    wh_catalog *cat = current(h, &gen); /* one generation for the whole call */
-    const wh_worker_def *def = wh_catalog_find(cat, class_name);
-    if (def == NULL) {
-        rc = unknown_class(cat, class_name, err);
-        wh_catalog_release(cat);
-        return rc;
-    }
+    wh_catalog *cat;
+    const wh_worker_def *def;
+    int rc = begin_enqueue(h, class_name, opts, &cat, &gen, &def, err);
+    if (rc) return rc;
     wh_json_limits lim = {h->cfg->max_payload_bytes, 0};
     wh_json_doc *doc = wh_json_parse(args_json ? args_json : "", len, &lim, err);
     if (doc == NULL) {
@@ -269,17 +281,11 @@ int wh_host_enqueue_bulk(wh_host *h, const char *class_name, const char *const *
                          size_t n, const wh_enqueue_options *opts, char (*jids_out)[WH_JID_SIZE], wh_err *err) {
     if (h == NULL || class_name == NULL || (n && (args_json == NULL || lens == NULL)))
         return wh_err_set(err, WH_EINVAL, "wh_host_enqueue_bulk: NULL argument");
-    if (h->stopped) return wh_err_set(err, WH_EUNAVAIL, "the host is stopped");
-    int rc = validate_options(opts, err);
-    if (rc) return rc;
     unsigned gen;
-    wh_catalog *cat = current(h, &gen); /* one generation for the whole call */
-    const wh_worker_def *def = wh_catalog_find(cat, class_name);
-    if (def == NULL) {
-        rc = unknown_class(cat, class_name, err);
-        wh_catalog_release(cat);
-        return rc;
-    }
+    wh_catalog *cat;
+    const wh_worker_def *def;
+    int rc = begin_enqueue(h, class_name, opts, &cat, &gen, &def, err);
+    if (rc) return rc;
     /* every job is checked before any is queued */
     wh_job **jobs = wh_xcalloc(n ? n : 1, sizeof *jobs);
     wh_json_limits lim = {h->cfg->max_payload_bytes, 0};

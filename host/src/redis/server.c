@@ -307,6 +307,18 @@ static void av_script(const wh_rserver *s, argv_b *a, int which) {
     }
 }
 
+/* Starts a script call whose KEYS are (in-flight list, its queue) for every
+ * queue (REQUEUE, RECONCILE). */
+static void av_pairs(const wh_rserver *s, argv_b *a, int which) {
+    av_init(a);
+    av_script(s, a, which);
+    av_addf(a, "%zu", s->nqueues * 2);
+    for (size_t i = 0; i < s->nqueues; i++) {
+        av_adds(a, s->inflight_keys[i]);
+        av_addf(a, "%s" WH_KEY_QUEUE_PREFIX "%s", s->ns, s->queues[i]);
+    }
+}
+
 static bool send_b(conn *c, reply_fn fn, void *data, argv_b *a) {
     bool ok = send_argv(c, fn, data, a->n, a->v, a->l);
     av_free(a);
@@ -728,13 +740,7 @@ static void on_reconcile_timer(uv_timer_t *t) {
     s->reconcile_wanted = false; /* after the drops, which ask for it again */
     send_kills(s);
     argv_b a;
-    av_init(&a);
-    av_script(s, &a, S_RECONCILE);
-    av_addf(&a, "%zu", s->nqueues * 2);
-    for (size_t i = 0; i < s->nqueues; i++) {
-        av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[i]);
-        av_addf(&a, "%s" WH_KEY_QUEUE_PREFIX "%s", s->ns, s->queues[i]);
-    }
+    av_pairs(s, &a, S_RECONCILE);
     for (size_t i = 0; i < s->nqueues; i++) {
         size_t n = 0;
         for (held *h = s->held.next; h != &s->held; h = h->next) n += h->qi == i;
@@ -1661,13 +1667,7 @@ static void final_steps(wh_rserver *s) {
     }
     send_kills(s); /* no blocked BLMOVE may take a job after this */
     argv_b a;
-    av_init(&a);
-    av_script(s, &a, S_REQUEUE);
-    av_addf(&a, "%zu", s->nqueues * 2);
-    for (size_t i = 0; i < s->nqueues; i++) {
-        av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[i]);
-        av_addf(&a, "%s" WH_KEY_QUEUE_PREFIX "%s", s->ns, s->queues[i]);
-    }
+    av_pairs(s, &a, S_REQUEUE);
     s->requeue_sent = send_b(&s->cmd, on_requeued, NULL, &a);
 }
 
