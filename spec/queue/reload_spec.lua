@@ -38,6 +38,13 @@ describe("BackgroundQueue reload", function()
         return (r:call("HGET", id, "info") or ""):find('"wh_generation":2', 1, true) ~= nil
       end, 7), id .. " info: " .. tostring(r:call("HGET", id, "info")))
     end
+    -- workerhost stats shows each host's generation
+    local text, st = H.run({ "--root", app.root, "stats" }, { cwd = app.root })
+    assert.are.equal(0, st, text)
+    assert.truthy(text:find("GENERATION", 1, true), text)
+    for _, id in ipairs({ id1, id2 }) do
+      assert.truthy(text:find(id:gsub("%p", "%%%0") .. "%s+%d+%s+%d+%s+%a+%s+2%s"), "generation 2 for " .. id .. ":\n" .. text)
+    end
     -- every job now runs v2, on whichever host takes it
     local p = {}
     for i = 1, 20 do p[i] = S.job({ args = "[{\"n\":-1}]" }) end

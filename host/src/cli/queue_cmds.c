@@ -277,8 +277,8 @@ static const char *const stats_help =
     "Reads Redis at queue.uri (with queue.namespace), whatever workers.mode says, and prints what\n"
     "Sidekiq's Stats shows: processed and failed counts, jobs enqueued, scheduled, waiting to retry,\n"
     "dead and in flight (being run by a workerhost), each queue with its size and latency (the age\n"
-    "of its oldest job), and each live process (workerhost or Sidekiq) with its busy threads and\n"
-    "concurrency. --json prints one JSON object instead.\n"
+    "of its oldest job), and each live process (workerhost or Sidekiq) with its busy threads,\n"
+    "concurrency and (workerhost) the generation of its worker code. --json prints one JSON object instead.\n"
     "When `workerhost run` runs in this app root (tmp/workerhost.pid), its worker code generation\n"
     "and last reload are shown too (\"local\" in --json).\n"
     "\n"
@@ -317,8 +317,10 @@ static void print_json(const wh_redis_stats *s, const char *shown, const char *n
         wh_buf_puts(&b, ",\"hostname\":");
         if (p->hostname) wh_json_write_string(&b, p->hostname, strlen(p->hostname));
         else wh_buf_puts(&b, "null");
-        wh_buf_printf(&b, ",\"pid\":%lld,\"busy\":%lld,\"concurrency\":%lld,\"quiet\":%s,\"beat\":%.6f}", p->pid,
+        wh_buf_printf(&b, ",\"pid\":%lld,\"busy\":%lld,\"concurrency\":%lld,\"quiet\":%s,\"beat\":%.6f", p->pid,
                       p->busy, p->concurrency, p->quiet ? "true" : "false", p->beat);
+        if (p->generation) wh_buf_printf(&b, ",\"generation\":%lld,\"reloaded_at\":%.6f", p->generation, p->reloaded_at);
+        wh_buf_putc(&b, '}');
     }
     wh_buf_puts(&b, "]");
     if (lh->found)
@@ -358,13 +360,15 @@ static void print_text(const wh_redis_stats *s, const char *shown, const char *n
     int w = 7;
     for (size_t i = 0; i < s->nprocesses; i++)
         if ((int)strlen(s->processes[i].identity) > w) w = (int)strlen(s->processes[i].identity);
-    printf("%-*s  %6s  %11s  %5s  %s\n", w, "PROCESS", "BUSY", "CONCURRENCY", "QUIET", "LAST BEAT");
+    printf("%-*s  %6s  %11s  %5s  %10s  %s\n", w, "PROCESS", "BUSY", "CONCURRENCY", "QUIET", "GENERATION",
+           "LAST BEAT");
     for (size_t i = 0; i < s->nprocesses; i++) {
         const wh_redis_process_stat *p = &s->processes[i];
-        char beat[32] = "unknown";
+        char beat[32] = "unknown", gen[24] = "-"; /* "-": not a workerhost (Sidekiq) */
         if (p->beat > 0) snprintf(beat, sizeof beat, "%.1f s ago", s->now > p->beat ? s->now - p->beat : 0.0);
-        printf("%-*s  %6lld  %11lld  %5s  %s\n", w, p->identity, p->busy, p->concurrency, p->quiet ? "yes" : "no",
-               beat);
+        if (p->generation) snprintf(gen, sizeof gen, "%lld", p->generation);
+        printf("%-*s  %6lld  %11lld  %5s  %10s  %s\n", w, p->identity, p->busy, p->concurrency, p->quiet ? "yes" : "no",
+               gen, beat);
     }
 }
 

@@ -481,7 +481,11 @@ static void read_process(wh_redis_process_stat *p, redisReply *const *f) {
     if (v && v->type == WH_JSON_INT) p->concurrency = v->u.i;
     v = wh_json_getz(info, "pid");
     if (v && v->type == WH_JSON_INT) p->pid = v->u.i;
-    v = wh_json_getz(info, "hostname");
+    v = wh_json_getz(info, "wh_generation");
+    if (v && v->type == WH_JSON_INT) p->generation = v->u.i;
+    v = wh_json_getz(info, "wh_reloaded_at");
+    if (v && v->type == WH_JSON_FLOAT && isfinite(v->u.f.d)) p->reloaded_at = v->u.f.d;
+        v = wh_json_getz(info, "hostname");
     if (v && v->type == WH_JSON_STRING) p->hostname = wh_xstrndup(v->u.str.s, v->u.str.len);
     wh_json_doc_free(doc);
 }

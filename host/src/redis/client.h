@@ -107,6 +107,8 @@ typedef struct wh_redis_process_stat {
     long long concurrency; /* from info */
     bool quiet;         /* quiet == "true" */
     double beat;        /* epoch seconds of the last heartbeat; 0 if unknown */
+    long long generation; /* workerhost: the worker code's generation (info's wh_generation); 0 if none */
+    double reloaded_at;   /* workerhost: when it began (info's wh_reloaded_at); 0 if never reloaded */
 } wh_redis_process_stat;
 
 typedef struct wh_redis_stats {
