@@ -1019,7 +1019,8 @@ static void on_ack(wh_rserver *s, conn *c, redisReply *r, void *data) {
 static void on_flush_timer(uv_timer_t *t) {
     wh_rserver *s = t->data;
     flush_acks(s);
-    if (s->outstanding == 0) uv_timer_stop(&s->t_flush); /* hand_over starts it again */
+    /* hand_over starts it again; with slow jobs every outcome wakes us */
+    if (s->outstanding == 0 || !s->lazy_wake) uv_timer_stop(&s->t_flush);
 }
 
 /* Sends outcomes in batches, a few batches in flight at once. */
