@@ -721,7 +721,10 @@ static void on_reconciled(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)c;
     (void)data;
     s->reconcile_in_flight = false;
-    if (r == NULL) return; /* the connection dropped again: on_fetch/on_block ask again */
+    if (r == NULL) { /* the connection dropped again: it may not have run */
+        if (!s->stopping) s->reconcile_wanted = true;
+        return;
+    }
     if (reply_error(s, r, "reconciling in-flight lists")) {
         s->reconcile_wanted = true;
     } else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
