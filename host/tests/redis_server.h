@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test.h" /* wh_test_rm_tree */
+
 typedef struct wh_test_redis {
     pid_t pid;      /* 0 when not running */
     int port;
@@ -86,28 +88,6 @@ static inline int wh_test_free_port(void) {
         port = ntohs(a.sin_port);
     close(fd);
     return port;
-}
-
-static inline void wh_test_rm_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-            size_t n = strlen(path) + strlen(e->d_name) + 2;
-            char *sub = malloc(n);
-            if (sub == NULL) break;
-            memcpy(sub, path, strlen(path));
-            sub[strlen(path)] = '/';
-            memcpy(sub + strlen(path) + 1, e->d_name, strlen(e->d_name) + 1);
-            struct stat st;
-            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode)) wh_test_rm_tree(sub);
-            else unlink(sub);
-            free(sub);
-        }
-        closedir(d);
-    }
-    rmdir(path);
 }
 
 /* Stops the server (SIGTERM, then SIGKILL after 5 s), reaps it and removes

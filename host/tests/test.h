@@ -11,7 +11,11 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <dirent.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int wh_test_failures;
 static int wh_test_current_failed;
@@ -76,5 +80,31 @@ static int wh_test_count;
     (fprintf(stderr, "%d passed, %d failed\n", wh_test_count - wh_test_failures, \
              wh_test_failures),                                                \
      wh_test_failures ? 1 : 0)
+
+/* Removes path: a file, or a folder and everything under it (no links
+ * followed). For the temporary app roots tests make. */
+static inline void wh_test_rm_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return;
+    if (!S_ISDIR(st.st_mode)) {
+        unlink(path);
+        return;
+    }
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+            size_t n = strlen(path) + strlen(e->d_name) + 2;
+            char *sub = malloc(n);
+            if (sub == NULL) break;
+            snprintf(sub, n, "%s/%s", path, e->d_name);
+            wh_test_rm_tree(sub);
+            free(sub);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
 
 #endif

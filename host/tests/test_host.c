@@ -43,27 +43,6 @@ static void make_dirs(const char *dir) {
     mkdir(d, 0755);
 }
 
-static void rm_rf(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *e;
-            while ((e = readdir(d)) != NULL) {
-                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-                char sub[1024];
-                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 /* Lines in <root>/<rel>, 0 when absent; *last gets the last line (if asked). */
 static int count_lines_last(const char *rel, char *last, size_t n) {
     char path[1024];
@@ -308,7 +287,7 @@ static void test_new_broken_script_or_config(void) {
     wh_host *h2 = NULL;
     wh_err_clear(&err);
     int rc2 = wh_host_new(&h2, &o, &err);
-    rm_rf(other);
+    wh_test_rm_tree(other);
     if (rc == 0) wh_host_free(h);
     if (rc2 == 0) wh_host_free(h2);
 
@@ -655,6 +634,6 @@ int main(void) {
     RUN(test_nested_timeout_leaves_outer_job_alone);
     RUN(test_unbounded_nested_enqueue);
     RUN(test_strerror);
-    rm_rf(root);
+    wh_test_rm_tree(root);
     return TEST_REPORT();
 }

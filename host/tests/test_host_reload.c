@@ -40,27 +40,6 @@ static void write_file(const char *rel, const char *text) {
     if (rename(tmp, path) != 0) abort(); /* whole files only, as an editor saves */
 }
 
-static void rm_rf(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *e;
-            while ((e = readdir(d)) != NULL) {
-                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-                char sub[PATH_MAX + 300];
-                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 /* Appends "<version> <n>" to ran.log per job; args {n = integer} plus
  * `extra` (schema fields); `body` runs first inside perform. */
 static void write_echo(const char *version, const char *extra, const char *body) {
@@ -122,7 +101,7 @@ static wh_host *open_host(void) {
 
 static void close_app(wh_host *h) {
     wh_host_free(h);
-    rm_rf(root);
+    wh_test_rm_tree(root);
 }
 
 static int enqueue_n(wh_host *h, long n) {

@@ -43,27 +43,6 @@ static void write_file(const char *rel, const char *text) {
     fclose(f);
 }
 
-static void rm_rf(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        if (d) {
-            struct dirent *e;
-            while ((e = readdir(d)) != NULL) {
-                if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-                char sub[1024];
-                snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-                rm_rf(sub);
-            }
-            closedir(d);
-        }
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 /* Lines in <root>/<rel>; 0 when the file does not exist. */
 static int count_lines(const char *rel) {
     char path[512];
@@ -465,6 +444,6 @@ int main(void) {
     RUN(test_defaults_and_nulls_reach_perform);
     RUN(test_unknown_payload_fields_ignored);
     RUN(test_payload_written_back_unchanged);
-    rm_rf(root);
+    wh_test_rm_tree(root);
     return TEST_REPORT();
 }
