@@ -166,6 +166,25 @@ describe("workerhost.testing", function()
         "wh.enqueue: Boom: args.x: expected integer, got string")
     end)
 
+    it("wh.enqueue_bulk checks every job first, then runs each at once and returns their jids", function()
+      script("seen.lua", table.concat({
+        "local seen = package.loaded.bulk_seen or {}",
+        "package.loaded.bulk_seen = seen",
+        'return wh.worker { args = { x = "integer" }, perform = function(args) seen[#seen + 1] = args.x end }',
+      }, "\n"))
+      package.loaded.bulk_seen = nil
+      app = testing.app { root = root }
+      local jids = wh.enqueue_bulk("Seen", { { x = 1 }, { x = 2 }, { x = 3 } })
+      assert.are.equal(3, #jids)
+      assert.matches("^" .. ("%x"):rep(24) .. "$", jids[3])
+      assert.are.same({ 1, 2, 3 }, package.loaded.bulk_seen)
+      assert.has_error(function() wh.enqueue_bulk("Seen", { { x = 4 }, { x = "five" } }) end,
+        "wh.enqueue_bulk: Seen: job 2 of 2: args.x: expected integer, got string")
+      assert.are.same({ 1, 2, 3 }, package.loaded.bulk_seen, "a refused bulk runs nothing")
+      assert.are.same({}, wh.enqueue_bulk("Seen", {}))
+      package.loaded.bulk_seen = nil
+    end)
+
     it("raises for an unknown class", function()
       script("boom.lua", BOOM)
       app = testing.app { root = root }

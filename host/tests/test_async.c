@@ -172,7 +172,7 @@ static int env_open(env *e, const char *yaml, bool fake, bool start) {
         fprintf(stderr, "catalog: %s\n", err.msg);
         return -1;
     }
-    e->lhost = (wh_lhost){find, push_from_lua, e};
+    e->lhost = (wh_lhost){find, push_from_lua, e, NULL};
     e->fake = fake;
     atomic_store(&e->fake_now, 1700000000.0);
     wh_async_options o = {.cfg = e->cfg, .catalog = e->cat, .lhost = &e->lhost, .observer = observe,

@@ -272,8 +272,12 @@ static void test_enqueue_into_redis(void) {
     /* run: 3 pushed + 1 chained from inside a job */
     ASSERT_EQ_INT(wh_host_enqueue_bulk(h, "Noop", args, lens, 3, NULL, NULL, &err), 0);
     ASSERT_EQ_INT(wh_host_enqueue(h, "Chain", "{\"n\":9}", 7, NULL, NULL, &err), 0);
+    ASSERT_EQ_INT(wh_host_enqueue(h, "Fan", "{\"n\":3}", 7, NULL, NULL, &err), 0);
     ASSERT_EQ_INT(wh_host_start(h, &err), 0);
-    ASSERT(wait_counter(c, "stat:processed", 5, 10));
+    /* 3 + Chain and its job + Fan and its 3 (its refused bulk queued nothing) */
+    ASSERT(wait_counter(c, "stat:processed", 9, 10));
+    usleep(200000);
+    ASSERT_EQ_INT(get_int(c, "GET %s", "stat:processed"), 9);
     ASSERT_EQ_INT(get_int(c, "GET %s", "stat:failed"), 0);
     wh_host_free(h);
     redisFree(c);
@@ -313,6 +317,14 @@ int main(void) {
     write_file("workers/slow.lua", "local wh = require 'workerhost'\n"
                                    "return wh.worker { args = { n = 'integer' }, perform = function()\n"
                                    "  local t = os.time() + 2 while os.time() < t do end end }\n");
+    write_file("workers/fan.lua", "local wh = require 'workerhost'\n"
+                                  "return wh.worker { args = { n = 'integer' }, perform = function(a)\n"
+                                  "  local list = {}\n"
+                                  "  for i = 1, a.n do list[i] = { n = i } end\n"
+                                  "  local ids = wh.enqueue_bulk('Noop', list)\n"
+                                  "  assert(#ids == a.n and #ids[1] == 24 and ids[1] ~= ids[2])\n"
+                                  "  local ok, e = pcall(wh.enqueue_bulk, 'Noop', { { n = 1 }, { n = 'x' } })\n"
+                                  "  assert(not ok and e:find('job 2 of 2', 1, true), e) end }\n");
     write_file("workers/chain.lua", "local wh = require 'workerhost'\n"
                                     "return wh.worker { args = { n = 'integer' }, perform = function(a)\n"
                                     "  assert(#wh.enqueue('Noop', { n = a.n + 1 }) == 24) end }\n");

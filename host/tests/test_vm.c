@@ -586,7 +586,7 @@ static int nest_enqueue(void *ud, lua_State *L, const char *name, wh_json_doc *d
     return 3;
 }
 
-static const wh_lhost nest_host = {nest_find, nest_enqueue, NULL};
+static const wh_lhost nest_host = {nest_find, nest_enqueue, NULL, NULL};
 
 static wh_vm *nest_vm(wh_err *err) {
     app a = {0};

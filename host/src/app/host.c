@@ -168,6 +168,31 @@ static const wh_schema *lhost_find(void *ud, lua_State *L, const char *name) {
     return info.schema;
 }
 
+/* BackgroundQueue: wh.enqueue_bulk in a job, one pipelined push. */
+static int lhost_enqueue_bulk(void *ud, lua_State *L, const char *name, wh_json_doc **docs, size_t n,
+                              const wh_enqueue_options *opts, char (*jids)[WH_JID_SIZE], wh_err *err) {
+    wh_host *h = ud;
+    (void)L;
+    wh_catalog *cat = current(h, NULL);
+    const wh_worker_def *def = wh_catalog_find(cat, name);
+    if (def == NULL) { /* removed by a reload since the calling job started */
+        wh_catalog_release(cat);
+        for (size_t i = 0; i < n; i++) wh_json_doc_free(docs[i]);
+        return wh_err_set(err, WH_ENOCLASS, "unknown worker class \"%s\" (removed by a reload)", name);
+    }
+    wh_job **jobs = wh_xcalloc(n ? n : 1, sizeof *jobs);
+    double now = wh_clock_wall();
+    for (size_t i = 0; i < n; i++) {
+        jobs[i] = wh_job_new(def, docs[i], wh_json_doc_root(docs[i]), opts, now); /* takes the doc */
+        memcpy(jids[i], jobs[i]->jid, WH_JID_SIZE);
+    }
+    wh_catalog_release(cat);
+    int rc = wh_redis_pool_push(h->pusher, jobs, n, err);
+    for (size_t i = 0; i < n; i++) wh_job_free(jobs[i]);
+    wh_free(jobs);
+    return rc;
+}
+
 static int lhost_enqueue(void *ud, lua_State *L, const char *name, wh_json_doc *doc, const wh_json *args,
                          const wh_enqueue_options *opts, wh_err *err) {
     wh_host *h = ud;
@@ -442,7 +467,8 @@ int wh_host_new_mode(wh_host **out, const wh_host_options *opts, const wh_mode *
     atomic_init(&h->reloaded_at_us, 0);
     pthread_mutex_init(&h->cat_lock, NULL);
     pthread_mutex_init(&h->reload_lock, NULL);
-    h->lhost = (wh_lhost){lhost_find, lhost_enqueue, h};
+    h->lhost = (wh_lhost){lhost_find, lhost_enqueue, h,
+                          cfg->mode == WH_MODE_BACKGROUND_QUEUE ? lhost_enqueue_bulk : NULL};
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
     h->idle = wh_xcalloc((size_t)cfg->concurrency, sizeof *h->idle);

@@ -119,6 +119,68 @@ static int l_enqueue(lua_State *L) {
     return n;
 }
 
+/* wh.enqueue_bulk(name, list, opts): every job is checked first (one refused
+ * job raises, naming it, and nothing is queued); then all are queued at once
+ * (one pipelined push in BackgroundQueue). Returns the list of job ids. */
+static int l_enqueue_bulk(lua_State *L) {
+    const char *name = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    wh_enqueue_options opts;
+    wh_lmodule_check_enqueue_options(L, 3, &opts);
+    const wh_lhost *h = get_host(L);
+    if (h == NULL)
+        return luaL_error(L, "wh.enqueue_bulk: no host runs this Lua state (in specs, use "
+                             "require(\"workerhost.testing\").app())");
+    const wh_schema *s = h->find(h->ud, L, name);
+    if (s == NULL) return luaL_error(L, "wh.enqueue_bulk: unknown worker class \"%s\"", name);
+    lua_Integer n = luaL_len(L, 2);
+    if (n < 0 || n > 1000000) return luaL_error(L, "wh.enqueue_bulk: between 0 and 1000000 jobs at a time");
+    /* scratch space owned by Lua (collected with the call); the docs in it are freed here */
+    wh_json_doc **docs = lua_newuserdatauv(L, ((size_t)n ? (size_t)n : 1) * sizeof *docs, 0);
+    wh_err err;
+    int rc = 0;
+    lua_Integer i = 1;
+    for (; i <= n && rc == 0; i++) {
+        docs[i - 1] = NULL;
+        lua_geti(L, 2, i);
+        rc = wh_lconvert_call_args(L, lua_gettop(L), s, &docs[i - 1], &err);
+        if (rc == 0) rc = wh_schema_check_call_args(s, wh_json_doc_root(docs[i - 1]), &err);
+        lua_pop(L, 1);
+    }
+    if (rc != 0) {
+        for (lua_Integer k = 0; k < i - 1; k++) wh_json_doc_free(docs[k]);
+        return luaL_error(L, "wh.enqueue_bulk: %s: job %d of %d: %s", name, (int)(i - 1), (int)n, err.msg);
+    }
+    lua_createtable(L, (int)n, 0);
+    int out = lua_gettop(L);
+    if (h->enqueue_bulk) {
+        char (*jids)[WH_JID_SIZE] = lua_newuserdatauv(L, ((size_t)n ? (size_t)n : 1) * WH_JID_SIZE, 0);
+        rc = h->enqueue_bulk(h->ud, L, name, docs, (size_t)n, &opts, jids, &err); /* takes the docs */
+        if (rc != 0) return luaL_error(L, "wh.enqueue_bulk: %s: %s", name, err.msg);
+        for (lua_Integer k = 0; k < n; k++) {
+            lua_pushstring(L, jids[k]);
+            lua_rawseti(L, out, k + 1);
+        }
+        lua_pop(L, 1);
+        return 1;
+    }
+    for (lua_Integer k = 0; k < n; k++) {
+        wh_json_doc *doc = docs[k];
+        docs[k] = NULL;
+        int top = lua_gettop(L);
+        int got = h->enqueue(h->ud, L, name, doc, wh_json_doc_root(doc), &opts, &err); /* takes doc */
+        if (got < 0) {
+            for (lua_Integer j = k + 1; j < n; j++) wh_json_doc_free(docs[j]);
+            return luaL_error(L, "wh.enqueue_bulk: %s: job %d of %d (the ones before it are queued): %s", name,
+                              (int)(k + 1), (int)n, err.msg);
+        }
+        lua_pushvalue(L, top + 1); /* the job id */
+        lua_rawseti(L, out, k + 1);
+        lua_settop(L, top);
+    }
+    return 1;
+}
+
 /* ---- workerhost.testing support: an in-VM ForegroundBlocking host ---- */
 
 static int testapp_def(lua_State *L, const char *name) {
@@ -170,7 +232,7 @@ static int testapp_enqueue(void *ud, lua_State *L, const char *name, wh_json_doc
     return 3;
 }
 
-static const wh_lhost testapp_host = {testapp_find, testapp_enqueue, NULL};
+static const wh_lhost testapp_host = {testapp_find, testapp_enqueue, NULL, NULL};
 
 /* _set_test_app(table|nil): installs the in-VM host over a table name -> definition. */
 static int l_set_test_app(lua_State *L) {
@@ -244,6 +306,7 @@ static int l_new_jid(lua_State *L) {
 static const luaL_Reg core_funcs[] = {
     {"worker", wh_lworker_define},
     {"enqueue", l_enqueue},
+    {"enqueue_bulk", l_enqueue_bulk},
     {"connect", wh_lclient_connect},
     {"_register_type_mt", l_register_type_mt},
     {"_set_test_app", l_set_test_app},

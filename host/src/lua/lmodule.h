@@ -28,6 +28,12 @@ typedef struct wh_lhost {
     int (*enqueue)(void *ud, lua_State *L, const char *name, wh_json_doc *doc, const wh_json *args,
                    const wh_enqueue_options *opts, wh_err *err);
     void *ud;
+    /* Optional (NULL: wh.enqueue_bulk calls enqueue once per job): enqueues n
+     * checked jobs at once (docs[i] holds call-shaped args at its root).
+     * Takes ownership of every doc, also on failure. Returns 0 and writes each
+     * job id into jids[i], or a negative WH_E* with err set. */
+    int (*enqueue_bulk)(void *ud, lua_State *L, const char *name, wh_json_doc **docs, size_t n,
+                        const wh_enqueue_options *opts, char (*jids)[WH_JID_SIZE], wh_err *err);
 } wh_lhost;
 
 /* Opens the module: pushes the module table (cached in package.loaded).
