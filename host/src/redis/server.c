@@ -51,7 +51,7 @@
  * big batches (fewer round trips per job); slow jobs are not hoarded (other
  * hosts can take them). */
 #define PREFETCH_MIN_PER_THREAD 2
-#define PREFETCH_MAX_PER_THREAD 32
+#define PREFETCH_MAX_PER_THREAD 64
 #define PREFETCH_WORK_S 0.010
 #define PREFETCH_WINDOW_S 0.1
 #define FLUSH_MS 1               /* see on_flush_timer */
