@@ -450,7 +450,7 @@ static void *worker_main(void *arg) {
         if (needs_rebuild(w, a->cfg)) rebuild(w);
         wh_run_result res;
         wh_json_limits lim = {a->cfg->max_payload_bytes, 0};
-        if (job->detached && job->doc == NULL && (res.rc = wh_job_materialize(job, &lim, &res.err)) != 0) {
+        if ((res.rc = wh_job_materialize(job, &lim, &res.err)) != 0) {
             /* fetched bytes that are not a job (parsed here, off the I/O
              * thread): no run; the outcome hook sees class_name == NULL */
             res.traceback = NULL;

@@ -168,17 +168,29 @@ static const wh_schema *lhost_find(void *ud, lua_State *L, const char *name) {
     return info.schema;
 }
 
+/* wh.enqueue's worker in the current generation (*cat, retained: release
+ * it), or NULL with err set: wh.enqueue checked the class against the
+ * calling job's generation, and a reload since may have removed it. */
+static const wh_worker_def *lhost_def(wh_host *h, const char *name, wh_catalog **cat, wh_err *err) {
+    *cat = current(h, NULL);
+    const wh_worker_def *def = wh_catalog_find(*cat, name);
+    if (def == NULL) {
+        wh_catalog_release(*cat);
+        wh_err_set(err, WH_ENOCLASS, "unknown worker class \"%s\" (removed by a reload)", name);
+    }
+    return def;
+}
+
 /* BackgroundQueue: wh.enqueue_bulk in a job, one pipelined push. */
 static int lhost_enqueue_bulk(void *ud, lua_State *L, const char *name, wh_json_doc **docs, size_t n,
                               const wh_enqueue_options *opts, char (*jids)[WH_JID_SIZE], wh_err *err) {
     wh_host *h = ud;
     (void)L;
-    wh_catalog *cat = current(h, NULL);
-    const wh_worker_def *def = wh_catalog_find(cat, name);
-    if (def == NULL) { /* removed by a reload since the calling job started */
-        wh_catalog_release(cat);
+    wh_catalog *cat;
+    const wh_worker_def *def = lhost_def(h, name, &cat, err);
+    if (def == NULL) {
         for (size_t i = 0; i < n; i++) wh_json_doc_free(docs[i]);
-        return wh_err_set(err, WH_ENOCLASS, "unknown worker class \"%s\" (removed by a reload)", name);
+        return WH_ENOCLASS;
     }
     wh_job **jobs = wh_xcalloc(n ? n : 1, sizeof *jobs);
     double now = wh_clock_wall();
@@ -196,12 +208,11 @@ static int lhost_enqueue_bulk(void *ud, lua_State *L, const char *name, wh_json_
 static int lhost_enqueue(void *ud, lua_State *L, const char *name, wh_json_doc *doc, const wh_json *args,
                          const wh_enqueue_options *opts, wh_err *err) {
     wh_host *h = ud;
-    wh_catalog *cat = current(h, NULL);
-    const wh_worker_def *def = wh_catalog_find(cat, name);
-    if (def == NULL) { /* removed by a reload since the calling job started */
-        wh_catalog_release(cat);
+    wh_catalog *cat;
+    const wh_worker_def *def = lhost_def(h, name, &cat, err);
+    if (def == NULL) {
         wh_json_doc_free(doc);
-        return wh_err_set(err, WH_ENOCLASS, "unknown worker class \"%s\" (removed by a reload)", name);
+        return WH_ENOCLASS;
     }
     wh_job *job = wh_job_new(def, doc, args, opts, wh_clock_wall());
     wh_catalog_release(cat);

@@ -78,17 +78,9 @@ wh_job *wh_job_parse(const char *text, size_t len, const wh_json_limits *limits,
 void wh_job_raw_init(wh_job *job, const char *raw, size_t len, const char *queue) {
     memset(job, 0, sizeof *job);
     job->detached = true;
-    job->caller_storage = true;
     job->raw = raw;
     job->raw_len = len;
     job->queue = job->source_queue = queue;
-}
-
-wh_job *wh_job_raw(const char *raw, size_t len, const char *queue) {
-    wh_job *job = wh_xmalloc(sizeof *job);
-    wh_job_raw_init(job, raw, len, queue);
-    job->caller_storage = false;
-    return job;
 }
 
 int wh_job_materialize(wh_job *job, const wh_json_limits *limits, wh_err *err) {
@@ -127,14 +119,14 @@ wh_job *wh_job_new(const wh_worker_def *def, wh_json_doc *doc, const wh_json *ar
 void wh_job_free(wh_job *job) {
     if (job == NULL) return;
     wh_free(job->last_error);
-    bool detached = job->detached, caller = job->caller_storage;
     wh_json_doc *doc = job->doc;
-    if (detached) {
+    if (job->detached) { /* the struct is the caller's: leave it unparsed */
         job->doc = NULL;
         job->last_error = NULL;
+        job->payload = job->args = NULL;
+        job->class_name = NULL;
     }
     wh_json_doc_free(doc); /* the job itself lives in it, unless detached */
-    if (detached && !caller) wh_free(job);
 }
 
 static void write_float(wh_buf *out, double d) {

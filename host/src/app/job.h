@@ -41,8 +41,7 @@ typedef struct wh_job {
     struct wh_job *next;    /* queue link */
     char *last_error;       /* owned; the error of the last failed attempt */
     bool first_attempt_done;
-    bool detached;          /* the struct is not in doc (wh_job_raw, wh_job_raw_init) */
-    bool caller_storage;    /* wh_job_raw_init: the struct is the caller's; wh_job_free leaves it */
+    bool detached;          /* wh_job_raw_init: the struct is the caller's, not in doc */
 } wh_job;
 
 /* Reads a payload from JSON text (as a queue or a foreign client hands it).
@@ -51,17 +50,14 @@ typedef struct wh_job {
  * string "class" or an array "args" (the message says which). */
 wh_job *wh_job_parse(const char *text, size_t len, const wh_json_limits *limits, wh_err *err);
 
-/* A job that is, for now, only its fetched bytes: raw (len bytes) and queue
- * are borrowed and must outlive the job; nothing is parsed, class_name is
- * NULL. The thread that runs it calls wh_job_materialize first, so parsing
- * happens there (BackgroundQueue: off the I/O thread). Owned: wh_job_free. */
-wh_job *wh_job_raw(const char *raw, size_t len, const char *queue);
-
-/* The same in storage the caller owns (it must outlive the job; wh_job_free
- * then frees only what the job holds: its tree once parsed). */
+/* Makes *job (storage the caller owns) a job that is, for now, only its
+ * fetched bytes: raw (len bytes) and queue are borrowed and must outlive the
+ * job; nothing is parsed, class_name is NULL. The thread that runs it calls
+ * wh_job_materialize first, so parsing happens there (BackgroundQueue: off
+ * the I/O thread). wh_job_free then frees only its tree, once parsed. */
 void wh_job_raw_init(wh_job *job, const char *raw, size_t len, const char *queue);
 
-/* Parses a wh_job_raw job's bytes and fills in its fields, as wh_job_parse
+/* Parses a wh_job_raw_init job's bytes and fills in its fields, as wh_job_parse
  * would. Returns 0, or WH_EJSON / WH_EARGS as wh_job_parse; on failure
  * class_name stays NULL (the job is not a job) and the job can still be
  * freed. A job that is already parsed is left alone (returns 0). */

@@ -222,15 +222,8 @@ static int enqueue(const wh_cli *cli, wh_host *h, const char *cls, const char *a
         docs[i] = NULL;
     }
 
-    wh_redis_uri uri;
     wh_redis_client *c = NULL;
-    if (rc == 0 && n > 0) {
-        rc = wh_redis_uri_parse(cfg->queue_uri, &uri, &err);
-        if (rc == 0) {
-            rc = wh_redis_client_connect(&uri, cfg->queue_namespace, WH_CLI_REDIS_TIMEOUT, &c, &err);
-            wh_redis_uri_free(&uri);
-        }
-    }
+    if (rc == 0 && n > 0) rc = wh_cli_redis_connect(cfg, &c, &err);
     if (rc == 0 && n > 0) rc = n == 1 && !(flags & BULK) ? wh_redis_client_push(c, jobs[0], &err)
                                                          : wh_redis_client_push_bulk(c, jobs, n, &err);
     if (rc == 0) {
@@ -388,14 +381,9 @@ int wh_cli_stats(const wh_cli *cli) {
     wh_err err = WH_ERR_INIT;
     int rc = wh_config_load(&cfg, &src, &err);
     if (rc) return fail(rc, err.msg);
-    wh_redis_uri uri;
     wh_redis_client *c = NULL;
     wh_redis_stats s = {0};
-    rc = wh_redis_uri_parse(cfg->queue_uri, &uri, &err);
-    if (rc == 0) {
-        rc = wh_redis_client_connect(&uri, cfg->queue_namespace, WH_CLI_REDIS_TIMEOUT, &c, &err);
-        wh_redis_uri_free(&uri);
-    }
+    rc = wh_cli_redis_connect(cfg, &c, &err);
     if (rc == 0) rc = wh_redis_client_stats(c, &s, &err);
     if (rc == 0) {
         local_host lh = {0};
@@ -408,4 +396,14 @@ int wh_cli_stats(const wh_cli *cli) {
     wh_redis_client_free(c);
     wh_config_free(cfg);
     return rc ? fail(rc, err.msg) : 0;
+}
+
+int wh_cli_redis_connect(const wh_config *cfg, wh_redis_client **out, wh_err *err) {
+    wh_redis_uri uri;
+    *out = NULL;
+    int rc = wh_redis_uri_parse(cfg->queue_uri, &uri, err);
+    if (rc) return rc;
+    rc = wh_redis_client_connect(&uri, cfg->queue_namespace, WH_CLI_REDIS_TIMEOUT, out, err);
+    wh_redis_uri_free(&uri);
+    return rc;
 }

@@ -21,10 +21,16 @@
 #define WH_CLI_QUEUE_CMDS_H
 
 #include "cli/cli.h"
+#include "redis/client.h"
 #include "workerhost.h"
 
 /* Seconds allowed for connecting to Redis, and for each command. */
 #define WH_CLI_REDIS_TIMEOUT 2.0
+
+/* Connects to cfg's queue.uri (queue.namespace) with WH_CLI_REDIS_TIMEOUT.
+ * Returns 0 and an owned client (wh_redis_client_free), or the error of
+ * wh_redis_uri_parse / wh_redis_client_connect in err. */
+int wh_cli_redis_connect(const wh_config *cfg, wh_redis_client **out, wh_err *err);
 
 /* The lines enqueue's --help adds for these options (ends with a newline). */
 extern const char wh_cli_enqueue_redis_help[];

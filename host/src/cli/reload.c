@@ -33,7 +33,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "redis/client.h"
-#include "redis/uri.h"
+#include "redis/server.h"
 #include "cli/queue_cmds.h"
 
 static char *tmp_path(const char *root, const char *name) {
@@ -195,22 +195,11 @@ bool wh_cli_local_host(const char *root, long *pid, unsigned *generation, double
 /* BackgroundQueue: RELOAD to every other workerhost on the same Redis.
  * Returns 0 (and *sent), or 5 with the error printed. */
 static int reload_fleet(const wh_config *cfg, long local_pid, size_t *sent) {
-    wh_redis_uri uri;
     wh_redis_client *c = NULL;
     wh_err err = WH_ERR_INIT;
-    int rc = wh_redis_uri_parse(cfg->queue_uri, &uri, &err);
-    if (rc == 0) {
-        rc = wh_redis_client_connect(&uri, cfg->queue_namespace, WH_CLI_REDIS_TIMEOUT, &c, &err);
-        wh_redis_uri_free(&uri);
-    }
-    char skip[300] = "";
-    if (local_pid > 0) { /* the local host was signalled already: its identity is <host>:<pid>:<nonce> */
-        char host[256];
-        const char *dyno = getenv("DYNO");
-        gethostname(host, sizeof host);
-        host[sizeof host - 1] = '\0';
-        snprintf(skip, sizeof skip, "%s:%ld:", dyno && *dyno ? dyno : host, local_pid);
-    }
+    int rc = wh_cli_redis_connect(cfg, &c, &err);
+    char skip[288] = "";
+    if (local_pid > 0) wh_rserver_identity_prefix(local_pid, skip, sizeof skip); /* signalled already */
     if (rc == 0) rc = wh_redis_client_signal_all(c, "RELOAD", "workerhost", skip[0] ? skip : NULL, sent, &err);
     if (rc == 0)
         printf("sent RELOAD to %zu %sworkerhost process%s on %s (each reloads within about a second; "

@@ -9,6 +9,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -73,11 +74,9 @@ enum { S_FETCH, S_ACK, S_MOVE_DUE, S_REQUEUE, S_REAP, S_RECONCILE, S_COUNT };
 typedef struct held held;
 
 /* The outcome of a held entry, filled in by the worker thread that ran it
- * (no allocation per outcome: it lives in the entry). */
+ * (no allocation per outcome: it lives in the entry, see held_of). */
 typedef struct ack {
     struct ack *next;
-    held *h;       /* the entry it records; freed once recorded */
-    wh_job *job;   /* freed on the I/O thread, which allocated it */
     char kind;     /* o, r, d, x, n, k (see scripts.h) */
     char *newp;    /* retry or dead payload, or NULL */
     size_t newp_len;
@@ -87,11 +86,15 @@ typedef struct ack {
 struct held {
     struct held *prev, *next;
     ack a;
-    wh_job job;    /* the job handed to the executor (wh_job_raw_init: no allocation) */
+    wh_job job;    /* the job handed to the executor (wh_job_raw_init: no allocation; the
+                    * worker thread that parses it frees its tree with the outcome) */
     size_t qi;     /* index of the queue it was fetched from */
     size_t len;
     char raw[];    /* the exact bytes fetched */
 };
+
+/* The entry an outcome lives in. */
+static held *held_of(ack *a) { return (held *)(void *)((char *)a - offsetof(held, a)); }
 
 typedef struct conn conn;
 typedef void (*reply_fn)(wh_rserver *s, conn *c, redisReply *r, void *data);
@@ -134,10 +137,11 @@ struct wh_rserver {
     wh_redis_uri uri;
     char uri_shown[256];
     char *ns;        /* "ns:" or "" */
-    char identity[300];
+    char identity[320];
     char *info_json; /* the heartbeat's info, without the generation fields and the closing brace */
 
     char **queues;   /* fetched queues, in configured order */
+    char **queue_keys;    /* "<ns>queue:<q>" of each */
     char **inflight_keys; /* this process's in-flight list of each */
     int *weights;
     size_t nqueues;
@@ -175,15 +179,12 @@ struct wh_rserver {
     size_t ack_batches;   /* batches sent, not answered */
     bool requeue_sent;
     char sha[S_COUNT][41];      /* SCRIPT LOADed scripts; "" until loaded */
-    size_t inflight_n;
     int due_in_flight;    /* scheduler requests outstanding */
     held held;            /* sentinel of the list of held entries */
-    size_t nheld;
     dropped *drops;       /* blockers to kill */
     size_t ndrops;
     bool reconcile_wanted;   /* a fetch reply may have been lost */
     bool reconcile_in_flight;
-    size_t reconciled;
     uint64_t rng;
     double started_at;
     size_t requeued;
@@ -315,7 +316,7 @@ static void av_pairs(const wh_rserver *s, argv_b *a, int which) {
     av_addf(a, "%zu", s->nqueues * 2);
     for (size_t i = 0; i < s->nqueues; i++) {
         av_adds(a, s->inflight_keys[i]);
-        av_addf(a, "%s" WH_KEY_QUEUE_PREFIX "%s", s->ns, s->queues[i]);
+        av_adds(a, s->queue_keys[i]);
     }
 }
 
@@ -599,7 +600,6 @@ static void fetch_order(wh_rserver *s, size_t *order) {
 static held *held_new(wh_rserver *s, size_t qi, const char *p, size_t len) {
     held *h = wh_xmalloc(sizeof *h + len + 1);
     memset(&h->a, 0, sizeof h->a);
-    h->a.h = h;
     h->qi = qi;
     h->len = len;
     memcpy(h->raw, p, len);
@@ -608,15 +608,13 @@ static held *held_new(wh_rserver *s, size_t qi, const char *p, size_t len) {
     h->prev = s->held.prev;
     s->held.prev->next = h;
     s->held.prev = h;
-    s->nheld++;
     return h;
 }
 
-static void held_free(wh_rserver *s, held *h) {
+static void held_free(held *h) {
     if (h == NULL) return;
     h->prev->next = h->next;
     h->next->prev = h->prev;
-    s->nheld--;
     wh_free(h);
 }
 
@@ -656,7 +654,7 @@ static void hand_over(wh_rserver *s, wh_job **jobs, size_t n) {
     for (size_t i = accepted; i < n; i++) {
         held *h = jobs[i]->source_ref;
         wh_job_free(jobs[i]); /* lives in h */
-        held_free(s, h);
+        held_free(h);
         s->outstanding--;
     }
 }
@@ -728,7 +726,6 @@ static void on_reconciled(wh_rserver *s, conn *c, redisReply *r, void *data) {
     if (reply_error(s, r, "reconciling in-flight lists")) {
         s->reconcile_wanted = true;
     } else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
-        s->reconciled += (size_t)r->integer;
         wh_log(WH_LOG_WARN, NULL, NULL, "put %lld job%s back on %s queue%s: fetched by a request whose reply was "
                "lost", r->integer, r->integer == 1 ? "" : "s", r->integer == 1 ? "its" : "their",
                r->integer == 1 ? "" : "s");
@@ -785,8 +782,8 @@ static void pump(wh_rserver *s) {
         av_script(s, &a, S_FETCH);
         av_addf(&a, "%zu", s->nqueues * 2);
         for (size_t i = 0; i < s->nqueues; i++) {
-            av_addf(&a, "%s" WH_KEY_QUEUE_PREFIX "%s", s->ns, s->queues[fc->order[i]]);
-            av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[fc->order[i]]);
+            av_adds(&a, s->queue_keys[fc->order[i]]);
+            av_adds(&a, s->inflight_keys[fc->order[i]]);
         }
         av_addf(&a, "%zu", fc->asked);
         if (send_b(&s->cmd, on_fetch, fc, &a)) {
@@ -809,8 +806,8 @@ static void pump(wh_rserver *s) {
         argv_b a;
         av_init(&a);
         av_adds(&a, "BLMOVE");
-        av_addf(&a, "%s" WH_KEY_QUEUE_PREFIX "%s", s->ns, s->queues[i]);
-        av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[i]);
+        av_adds(&a, s->queue_keys[i]);
+        av_adds(&a, s->inflight_keys[i]);
         av_adds(&a, "RIGHT");
         av_adds(&a, "LEFT");
         av_addf(&a, "%d", BLOCK_TIMEOUT_S);
@@ -868,14 +865,6 @@ static void cap_message(char *m) {
  * with our departures: refused arguments are not retried (unless the job was
  * checked against another version of the schema), and an unknown class is
  * retried with 25 retries even when the payload has no retry. */
-static void decide_with(wh_rserver *s, const wh_catalog *cat, const wh_job *job, const wh_run_result *res, ack *a);
-
-static void decide(wh_rserver *s, const wh_job *job, const wh_run_result *res, ack *a) {
-    wh_catalog *cat = s->host ? wh_host_current_catalog(s->host, NULL) : wh_catalog_retain(s->catalog);
-    decide_with(s, cat, job, res, a);
-    wh_catalog_release(cat);
-}
-
 static void decide_with(wh_rserver *s, const wh_catalog *cat, const wh_job *job, const wh_run_result *res, ack *a) {
     const wh_json *p = job->payload;
     const wh_worker_def *def = wh_catalog_find(cat, job->class_name);
@@ -937,6 +926,12 @@ static void decide_with(wh_rserver *s, const wh_catalog *cat, const wh_job *job,
     }
 }
 
+static void decide(wh_rserver *s, const wh_job *job, const wh_run_result *res, ack *a) {
+    wh_catalog *cat = s->host ? wh_host_current_catalog(s->host, NULL) : wh_catalog_retain(s->catalog);
+    decide_with(s, cat, job, res, a);
+    wh_catalog_release(cat);
+}
+
 void wh_rserver_outcome(void *ud, wh_job *job, const wh_run_result *res, bool stopping) {
     wh_rserver *s = ud;
     held *h = job->source_ref;
@@ -956,18 +951,12 @@ void wh_rserver_outcome(void *ud, wh_job *job, const wh_run_result *res, bool st
     } else {
         decide(s, job, res, a);
     }
-    wh_json_doc_free(job->doc); /* allocated on this thread; the struct goes back to the I/O thread's */
-    job->doc = NULL;
-    job->payload = job->args = NULL;
-    job->class_name = NULL;
-    a->job = job;
+    wh_job_free(job); /* its tree, parsed on this thread; the struct lives in h */
     if (push_ack(s, a, stopping)) uv_async_send(&s->wake);
 }
 
 /* Releases what an outcome holds (not the entry it lives in). */
 static void free_ack(ack *a) {
-    wh_job_free(a->job);
-    a->job = NULL;
     wh_free(a->newp);
     a->newp = NULL;
 }
@@ -1010,7 +999,7 @@ static void on_ack(wh_rserver *s, conn *c, redisReply *r, void *data) {
     while (batch) {
         ack *next = batch->next;
         free_ack(batch);
-        held_free(s, batch->h); /* recorded: out of the in-flight list */
+        held_free(held_of(batch)); /* recorded: out of the in-flight list */
         batch = next;
     }
     flush_acks(s);
@@ -1059,11 +1048,9 @@ static void flush_acks(wh_rserver *s) {
             ack *a = s->acks;
             s->acks = a->next;
             a->next = NULL;
-            wh_job_free(a->job); /* on the thread that allocated it */
-            a->job = NULL;
             if (a->kind == 'k') { /* stays in flight; goes back with the rest */
                 free_ack(a);
-                held_free(s, a->h);
+                held_free(held_of(a));
                 continue;
             }
             *tail = a;
@@ -1087,13 +1074,13 @@ static void flush_acks(wh_rserver *s) {
         av_addf(&a, "%s%s:%s", s->ns, WH_KEY_FAILED, day);
         av_addf(&a, "%s%s", s->ns, WH_KEY_RETRY);
         av_addf(&a, "%s%s", s->ns, WH_KEY_DEAD);
-        for (ack *x = batch; x; x = x->next) av_adds(&a, s->inflight_keys[x->h->qi]);
+        for (ack *x = batch; x; x = x->next) av_adds(&a, s->inflight_keys[held_of(x)->qi]);
         av_adds(&a, s->identity);
         av_addf(&a, "%.6f", now);
         av_addf(&a, "%d", WH_DAILY_STATS_TTL_S);
         av_addf(&a, "%.6f", now - WH_DEAD_TIMEOUT_S);
         for (ack *x = batch; x; x = x->next) {
-            av_add(&a, x->h->raw, x->h->len);
+            av_add(&a, held_of(x)->raw, held_of(x)->len);
             av_add(&a, &x->kind, 1);
             av_add(&a, x->newp ? x->newp : "", x->newp_len);
             if (x->kind == 'r') av_addf(&a, "%.6f", x->score);
@@ -1734,13 +1721,11 @@ int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err
     wh_buf b = WH_BUF_INIT;
     if (ns && *ns) wh_buf_printf(&b, "%s:", ns);
     s->ns = wh_buf_steal(&b);
-    char host[256], nonce[WH_JID_SIZE];
-    gethostname(host, sizeof host);
-    host[sizeof host - 1] = '\0';
-    const char *dyno = getenv("DYNO");
+    char prefix[288], nonce[WH_JID_SIZE];
+    wh_rserver_identity_prefix((long)getpid(), prefix, sizeof prefix);
     wh_jid_new(nonce);
     nonce[12] = '\0';
-    snprintf(s->identity, sizeof s->identity, "%s:%ld:%s", dyno && *dyno ? dyno : host, (long)getpid(), nonce);
+    snprintf(s->identity, sizeof s->identity, "%s%s", prefix, nonce);
     /* the queues to fetch: as configured, else every queue a worker names */
     const wh_config *cfg = opts->cfg;
     if (cfg->queues) {
@@ -1771,11 +1756,11 @@ int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err
         return wh_err_set(err, WH_ECONFIG, "BackgroundQueue needs 1 to 64 queues to fetch from (workers.queues, "
                                            "or the queues the workers name); got %zu", s->nqueues);
     }
+    s->queue_keys = wh_xcalloc(s->nqueues, sizeof *s->queue_keys);
     s->inflight_keys = wh_xcalloc(s->nqueues, sizeof *s->inflight_keys);
     for (size_t i = 0; i < s->nqueues; i++) {
-        wh_buf k = WH_BUF_INIT;
-        wh_buf_printf(&k, "%s" WH_KEY_INFLIGHT_PREFIX "%s:%s", s->ns, s->identity, s->queues[i]);
-        s->inflight_keys[i] = wh_buf_steal(&k);
+        s->queue_keys[i] = keydup(s, WH_KEY_QUEUE_PREFIX "%s%s", s->queues[i], NULL);
+        s->inflight_keys[i] = keydup(s, WH_KEY_INFLIGHT_PREFIX "%s:%s", s->identity, s->queues[i]);
     }
     s->prefetch_min = (size_t)cfg->concurrency * PREFETCH_MIN_PER_THREAD;
     s->prefetch_cap = (size_t)cfg->concurrency * PREFETCH_MAX_PER_THREAD;
@@ -1797,6 +1782,14 @@ int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err
 
 void wh_rserver_set_executor(wh_rserver *s, wh_async *exec) { s->exec = exec; }
 const char *wh_rserver_identity(const wh_rserver *s) { return s->identity; }
+
+void wh_rserver_identity_prefix(long pid, char *out, size_t n) {
+    char host[256];
+    gethostname(host, sizeof host);
+    host[sizeof host - 1] = '\0';
+    const char *dyno = getenv("DYNO");
+    snprintf(out, n, "%s:%ld:", dyno && *dyno ? dyno : host, pid);
+}
 
 int wh_rserver_start(wh_rserver *s, wh_err *err) {
     if (uv_loop_init(&s->loop) != 0) return wh_err_set(err, WH_EUNAVAIL, "cannot create the I/O loop");
@@ -1846,13 +1839,15 @@ void wh_rserver_free(wh_rserver *s) {
     for (size_t i = 0; i < s->nqueues; i++) {
         wh_free(s->queues[i]);
         if (s->inflight_keys) wh_free(s->inflight_keys[i]);
+        if (s->queue_keys) wh_free(s->queue_keys[i]);
     }
     wh_free(s->queues);
     wh_free(s->inflight_keys);
+    wh_free(s->queue_keys);
     wh_free(s->weights);
     wh_free(s->blockers);
     for (ack *a = s->acks; a; a = a->next) free_ack(a);
-    while (s->held.next != &s->held) held_free(s, s->held.next);
+    while (s->held.next != &s->held) held_free(s->held.next);
     wh_free(s->drops);
     wh_free(s->info_json);
     wh_free(s->ns);

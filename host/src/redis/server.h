@@ -64,4 +64,8 @@ void wh_rserver_free(wh_rserver *s);
 /* This process's identity, "<hostname>:<pid>:<12 hex>". Borrowed. */
 const char *wh_rserver_identity(const wh_rserver *s);
 
+/* "<hostname>:<pid>:" (DYNO instead of the hostname when set, as Sidekiq):
+ * what the identity of the process `pid` on this machine starts with. */
+void wh_rserver_identity_prefix(long pid, char *out, size_t n);
+
 #endif
