@@ -96,16 +96,26 @@ void wh_lmodule_check_enqueue_options(lua_State *L, int idx, wh_enqueue_options 
     if (o->in > 0 && o->at > 0) luaL_error(L, "wh.enqueue: give either in or at, not both");
 }
 
+/* What wh.enqueue and wh.enqueue_bulk start with: the class name (arg 1),
+ * the options (arg 3), the host, and the class's schema; raises (naming
+ * `fn`) when there is no host or no such class. */
+static const wh_schema *enqueue_prelude(lua_State *L, const char *fn, const char **name, wh_enqueue_options *opts,
+                                        const wh_lhost **h) {
+    *name = luaL_checkstring(L, 1);
+    wh_lmodule_check_enqueue_options(L, 3, opts);
+    *h = get_host(L);
+    if (*h == NULL)
+        luaL_error(L, "%s: no host runs this Lua state (in specs, use require(\"workerhost.testing\").app())", fn);
+    const wh_schema *s = (*h)->find((*h)->ud, L, *name);
+    if (s == NULL) luaL_error(L, "%s: unknown worker class \"%s\"", fn, *name);
+    return s;
+}
+
 static int l_enqueue(lua_State *L) {
-    const char *name = luaL_checkstring(L, 1);
+    const char *name;
     wh_enqueue_options opts;
-    wh_lmodule_check_enqueue_options(L, 3, &opts);
-    const wh_lhost *h = get_host(L);
-    if (h == NULL)
-        return luaL_error(L, "wh.enqueue: no host runs this Lua state (in specs, use "
-                             "require(\"workerhost.testing\").app())");
-    const wh_schema *s = h->find(h->ud, L, name);
-    if (s == NULL) return luaL_error(L, "wh.enqueue: unknown worker class \"%s\"", name);
+    const wh_lhost *h;
+    const wh_schema *s = enqueue_prelude(L, "wh.enqueue", &name, &opts, &h);
     wh_err err;
     wh_json_doc *doc = NULL;
     int rc = wh_lconvert_call_args(L, 2, s, &doc, &err);
@@ -123,16 +133,11 @@ static int l_enqueue(lua_State *L) {
  * job raises, naming it, and nothing is queued); then all are queued at once
  * (one pipelined push in BackgroundQueue). Returns the list of job ids. */
 static int l_enqueue_bulk(lua_State *L) {
-    const char *name = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
+    const char *name;
     wh_enqueue_options opts;
-    wh_lmodule_check_enqueue_options(L, 3, &opts);
-    const wh_lhost *h = get_host(L);
-    if (h == NULL)
-        return luaL_error(L, "wh.enqueue_bulk: no host runs this Lua state (in specs, use "
-                             "require(\"workerhost.testing\").app())");
-    const wh_schema *s = h->find(h->ud, L, name);
-    if (s == NULL) return luaL_error(L, "wh.enqueue_bulk: unknown worker class \"%s\"", name);
+    const wh_lhost *h;
+    const wh_schema *s = enqueue_prelude(L, "wh.enqueue_bulk", &name, &opts, &h);
     lua_Integer n = luaL_len(L, 2);
     if (n < 0 || n > 1000000) return luaL_error(L, "wh.enqueue_bulk: between 0 and 1000000 jobs at a time");
     /* scratch space owned by Lua (collected with the call); the docs in it are freed here */
