@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/sigpipe.h"
 
 /* ==== data ================================================================= */
 
@@ -225,6 +226,7 @@ size_t wh_async_promote_due(wh_async *a) {
 
 static void *scheduler_main(void *arg) {
     wh_async *a = arg;
+    wh_sigpipe_block_thread();
     pthread_mutex_lock(&a->lock);
     while (!a->stopping) {
         promote_locked(a);
@@ -416,6 +418,7 @@ static void switch_generation(worker *w) {
 
 static void *worker_main(void *arg) {
     worker *w = arg;
+    wh_sigpipe_block_thread(); /* a job writing to a closed socket gets EPIPE */
     wh_async *a = w->a;
     pthread_mutex_lock(&a->lock);
     for (;;) {

@@ -13,6 +13,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/sigpipe.h"
 
 enum { MAX_DEPTH = 8 };
 
@@ -162,6 +163,7 @@ static void on_stop(uv_async_t *a) {
 
 static void *watch_main(void *arg) {
     wh_watch *w = arg;
+    wh_sigpipe_block_thread();
     uv_run(&w->loop, UV_RUN_DEFAULT);
     return NULL;
 }

@@ -6,6 +6,7 @@
  * statuses: 0 success, 1 the job failed, 2 usage/configuration/script error,
  * 3 arguments refused, 4 unknown class, 5 backend unavailable or queue full. */
 #include <errno.h>
+#include <signal.h>
 #include <lua.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -192,6 +193,10 @@ static int cmd_run(const wh_cli *cli) {
 }
 
 int main(int argc, char **argv) {
+    /* Redis may close a connection at any time (CLIENT KILL, a timeout, a
+     * failover): a write to it must be EPIPE, not a silent death (the
+     * library also blocks SIGPIPE on its own threads: core/sigpipe.h) */
+    signal(SIGPIPE, SIG_IGN);
     wh_cli cli;
     int rc = parse_globals(argc, argv, &cli);
     if (rc == 0) {
