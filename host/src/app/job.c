@@ -44,12 +44,17 @@ static int read_fields(wh_job *job, bool keep_queue, wh_err *err) {
     if (r == NULL) job->retry = WH_RETRY_DEFAULT;
     else if (r->type == WH_JSON_FALSE) job->retry = WH_RETRY_FALSE;
     else if (r->type == WH_JSON_TRUE) job->retry = WH_DEFAULT_RETRY;
-    else if (r->type == WH_JSON_INT && r->u.i >= 0) job->retry = r->u.i > 1000000 ? 1000000 : (int)r->u.i;
+    else if (r->type == WH_JSON_INT && r->u.i >= 0) job->retry = r->u.i > WH_RETRY_COUNT_MAX ? WH_RETRY_COUNT_MAX : (int)r->u.i;
     else job->retry = WH_RETRY_DEFAULT;
     const wh_json *rc = field(p, "retry_count");
     if (rc && rc->type == WH_JSON_INT) {
+        /* another client's count may be anything: clamped to -1..WH_RETRY_COUNT_MAX,
+         * so the next count cannot overflow and a negative one cannot park the
+         * job for ever (a count at or past the job's retries sends it to dead).
+         * -1 is Sidekiq's own: SortedEntry#retry decrements the count, so the
+         * next failure of a job retried by hand counts from 0 again. */
         job->has_retry_count = true;
-        job->retry_count = rc->u.i;
+        job->retry_count = rc->u.i < -1 ? -1 : rc->u.i > WH_RETRY_COUNT_MAX ? WH_RETRY_COUNT_MAX : rc->u.i;
     }
     job->created_at = number_of(field(p, "created_at"));
     job->enqueued_at = number_of(field(p, "enqueued_at"));

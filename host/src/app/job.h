@@ -18,6 +18,11 @@
 
 /* The struct, its strings and the payload tree all live in one arena (the
  * doc), so a job is one allocation and one free. */
+/* The largest retry and retry_count a payload may carry; larger values
+ * (from other clients) are taken as this, counts below -1 as -1 (Sidekiq's
+ * "retried by hand", see job.c). */
+#define WH_RETRY_COUNT_MAX 1000000
+
 typedef struct wh_job {
     wh_json_doc *doc;       /* owns everything below except last_error */
     const wh_json *payload; /* the root object as parsed; NULL for a job made by wh_job_new */
@@ -27,7 +32,7 @@ typedef struct wh_job {
     char jid[WH_JID_SIZE];
     int retry;              /* from the payload: count, WH_RETRY_FALSE, or WH_RETRY_DEFAULT if absent */
     bool has_retry_count;
-    int64_t retry_count;
+    int64_t retry_count;    /* -1..WH_RETRY_COUNT_MAX (clamped) */
     double created_at, enqueued_at;
     double run_at;          /* when it should run (epoch s); 0 = now */
     char schema_hash[17];   /* of the schema the args were checked against; "" if unknown */
