@@ -20,6 +20,10 @@
 # Exit 0 passed, 1 failed, 77 skipped (no redis-server, ruby or sidekiq).
 # Every process it starts is stopped by PID; nothing is killed by name.
 set -uo pipefail
+# The environment this test needs, whatever the machine's: Ruby reads its
+# sources (and the -e scripts below, which hold non-ASCII text) in the
+# locale's encoding, and a minimal machine has none (US-ASCII).
+export LANG=C.UTF-8 LC_ALL=C.UTF-8 TZ=UTC
 BIN=${1:?usage: ruby_runs_our_jobs.sh BIN SRC}
 SRC=${2:?usage: ruby_runs_our_jobs.sh BIN SRC}
 HERE=$SRC/host/tests/interop
