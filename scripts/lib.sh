@@ -9,7 +9,7 @@ WH_PACKAGES=(
   build-essential cmake pkg-config
   lua5.4 liblua5.4-dev lua-cjson lua-busted
   libhiredis-dev libuv1-dev libyaml-dev libyajl-dev
-  locales valgrind
+  locales valgrind faketime
   redis-server ruby-sidekiq
 )
 

@@ -112,11 +112,14 @@ static void test_jobs_run_once_and_are_recorded(void) {
     wh_host_free(h);
     ASSERT_EQ_INT(get_int(c, "SCARD %s", "processes"), 0);
     ASSERT_EQ_INT(get_int(c, "SCARD %s", "wh:registry"), 0);
-    redisReply *r = redisCommand(c, "KEYS wh:inflight:*");
-    ASSERT(r && r->type == REDIS_REPLY_ARRAY);
-    size_t left = r ? r->elements : 1;
-    freeReplyObject(r);
-    ASSERT_EQ_INT(left, 0);
+    static const char *const ours[] = {"KEYS wh:inflight:*", "KEYS wh:inflight-queues:*"};
+    for (int k = 0; k < 2; k++) {
+        redisReply *r = redisCommand(c, ours[k]);
+        ASSERT(r && r->type == REDIS_REPLY_ARRAY);
+        size_t left = r ? r->elements : 1;
+        freeReplyObject(r);
+        ASSERT_EQ_INT(left, 0);
+    }
     redisFree(c);
 }
 
@@ -128,7 +131,7 @@ static void test_reaper_recovers_expired_process(void) {
     make_app("");
     const char *dead = "gone-host:4242:abcdefabcdef";
     cmd(c, "SADD %s %s", "wh:registry", dead);
-    cmd(c, "SADD %s %s", "wh:inflight:gone-host:4242:abcdefabcdef:queues", "default");
+    cmd(c, "SADD %s %s", "wh:inflight-queues:gone-host:4242:abcdefabcdef", "default");
     for (int i = 0; i < 5; i++) {
         char p[200];
         snprintf(p, sizeof p, "{\"class\":\"Noop\",\"args\":[{\"n\":%d}],\"jid\":\"dead%020d\",\"retry\":3}", i, i);
@@ -176,7 +179,7 @@ static void test_reaper_same_machine_check(void) {
     cmd(c, "HSET %s info %s", id, fake);
     cmd(c, "EXPIRE %s %s", id, "60"); /* a fresh heartbeat */
     cmd(c, "SADD %s %s", "wh:registry", id);
-    cmd(c, "SADD %s %s", "wh:inflight:this-host:999999999:aaaaaaaaaaaa:queues", "critical");
+    cmd(c, "SADD %s %s", "wh:inflight-queues:this-host:999999999:aaaaaaaaaaaa", "critical");
     cmd(c, "LPUSH %s %s", "wh:inflight:this-host:999999999:aaaaaaaaaaaa:critical",
         "{\"class\":\"Noop\",\"args\":[{\"n\":1}],\"jid\":\"same0000000000000000000a\",\"retry\":3}");
     freeReplyObject(redisCommand(c, "DEL stat:processed"));

@@ -357,13 +357,48 @@ static void test_version_key(void) {
     wh_redis_client_free(c);
     redisContext *r = raw(&srv, NULL, 0);
     char *v = cmd_str(r, "GET %s", "vns:" WH_KEY_VERSION);
-    ASSERT_STREQ(v, "1");
+    ASSERT_STREQ(v, "2");
     free(v);
-    freeReplyObject(cmd(r, "SET %s 2", WH_KEY_VERSION));
+    freeReplyObject(cmd(r, "SET %s 3", WH_KEY_VERSION));
     char uri[128];
     wh_err err = WH_ERR_INIT;
     ASSERT_EQ_INT(connect_s(uri_of(uri, sizeof uri, "", srv.port, 0), NULL, 2, &c, &err), WH_ECONFIG);
-    ASSERT_CONTAINS(err.msg, "holds workerhost keys of layout version 2 (key wh:version)");
+    ASSERT_CONTAINS(err.msg, "holds workerhost keys of layout version 3 (key wh:version)");
+    redisFree(r);
+}
+
+/* Layout 1 kept a host's set of queues at wh:inflight:<id>:queues (the
+ * in-flight list of a queue named "queues"). With no host of layout 1 alive,
+ * connecting moves the sets to wh:inflight-queues:<id>; with one alive, it
+ * refuses and changes nothing. */
+static void test_layout_1_migration(void) {
+    flushall();
+    redisContext *r = raw(&srv, NULL, 0);
+    freeReplyObject(cmd(r, "SET %s 1", WH_KEY_VERSION));
+    freeReplyObject(cmd(r, "SADD %s %s", WH_KEY_REGISTRY, "old-host:7:aaaaaaaaaaaa"));
+    freeReplyObject(cmd(r, "SADD %s %s", "wh:inflight:old-host:7:aaaaaaaaaaaa:queues", "default"));
+    freeReplyObject(cmd(r, "LPUSH %s %s", "wh:inflight:old-host:7:aaaaaaaaaaaa:default", "{\"class\":\"X\"}"));
+    freeReplyObject(cmd(r, "HSET %s beat 1", "old-host:7:aaaaaaaaaaaa")); /* alive */
+    char uri[128];
+    wh_err err = WH_ERR_INIT;
+    wh_redis_client *c = NULL;
+    ASSERT_EQ_INT(connect_s(uri_of(uri, sizeof uri, "", srv.port, 0), NULL, 2, &c, &err), WH_ECONFIG);
+    ASSERT_CONTAINS(err.msg, "layout version 1, in use by a running host of an older workerhost (old-host:7:aaaaaaaaaaaa)");
+    char *v = cmd_str(r, "GET %s", WH_KEY_VERSION);
+    ASSERT_STREQ(v, "1");
+    free(v);
+    ASSERT_EQ_INT(cmd_int(r, "EXISTS %s", "wh:inflight:old-host:7:aaaaaaaaaaaa:queues"), 1);
+    /* the old host is gone (its heartbeat expired): the keys move */
+    freeReplyObject(cmd(r, "DEL %s", "old-host:7:aaaaaaaaaaaa"));
+    wh_err_clear(&err);
+    ASSERT_EQ_INT(connect_s(uri, NULL, 2, &c, &err), 0);
+    wh_redis_client_free(c);
+    v = cmd_str(r, "GET %s", WH_KEY_VERSION);
+    ASSERT_STREQ(v, "2");
+    free(v);
+    ASSERT_EQ_INT(cmd_int(r, "EXISTS %s", "wh:inflight:old-host:7:aaaaaaaaaaaa:queues"), 0);
+    ASSERT_EQ_INT(cmd_int(r, "SISMEMBER %s default", WH_KEY_QUEUES_OF_PREFIX "old-host:7:aaaaaaaaaaaa"), 1);
+    ASSERT_EQ_INT(cmd_int(r, "LLEN %s", "wh:inflight:old-host:7:aaaaaaaaaaaa:default"), 1); /* for the reaper */
     redisFree(r);
 }
 
@@ -716,7 +751,7 @@ static void test_stats(void) {
                         now - 2));
     /* in flight: one registered workerhost with two in-flight lists */
     freeReplyObject(cmd(r, "SADD wh:registry host1:11:aaaaaaaaaaaa"));
-    freeReplyObject(cmd(r, "SADD wh:inflight:host1:11:aaaaaaaaaaaa:queues default media"));
+    freeReplyObject(cmd(r, "SADD wh:inflight-queues:host1:11:aaaaaaaaaaaa default media"));
     freeReplyObject(cmd(r, "RPUSH wh:inflight:host1:11:aaaaaaaaaaaa:default j1 j2"));
     freeReplyObject(cmd(r, "RPUSH wh:inflight:host1:11:aaaaaaaaaaaa:media j3"));
 
@@ -855,6 +890,7 @@ int main(void) {
         RUN(test_timeouts);
         RUN(test_reconnect_after_kill);
         RUN(test_version_key);
+        RUN(test_layout_1_migration);
         RUN(test_auth);
         RUN(test_select_db);
         RUN(test_namespace);

@@ -383,17 +383,19 @@ local Host = {}
 Host.__index = Host
 
 -- Starts `workerhost --root <root> run` in the background; name tells the
--- log, pid and status files of several hosts of one root apart. Returns as
+-- log, pid and status files of several hosts of one root apart; opts.env:
+-- NAME=value words put before the command (already quoted as needed). Returns as
 -- soon as the process exists (see Host:wait_ready).
-function S.host_start(app, name)
+function S.host_start(app, name, opts)
   name = name or "host"
+  opts = opts or {}
   local h = setmetatable({ app = app, name = name, log = ("%s/%s.log"):format(app.root, name),
     pidfile = ("%s/%s.pid"):format(app.root, name), statusfile = ("%s/%s.status"):format(app.root, name) }, Host)
   os.remove(h.pidfile)
   os.remove(h.statusfile)
-  local script = ("cd %s && (env -u WORKERHOST_ENV %s --root %s run >> %s 2>&1 & echo $! > %s; wait $!; "
-    .. "echo $? > %s) </dev/null >/dev/null 2>&1 &"):format(H.q(app.root), H.q(S.BIN), H.q(app.root), H.q(h.log),
-      H.q(h.pidfile), H.q(h.statusfile))
+  local script = ("cd %s && (env -u WORKERHOST_ENV %s %s --root %s run >> %s 2>&1 & echo $! > %s; wait $!; "
+    .. "echo $? > %s) </dev/null >/dev/null 2>&1 &"):format(H.q(app.root), opts.env or "", H.q(S.BIN), H.q(app.root),
+      H.q(h.log), H.q(h.pidfile), H.q(h.statusfile))
   assert(os.execute(script))
   local pid = S.wait_for(function() return tonumber((H.read(h.pidfile) or ""):match("%d+")) end, 5, 0.01)
   h.pid = assert(pid, "workerhost run did not start")
@@ -579,7 +581,7 @@ end
 function S.inflight_total(r)
   local total = 0
   for _, k in ipairs(r:lines("KEYS", "wh:inflight:*")) do
-    if not k:match(":queues$") then total = total + r:num("LLEN", k) end
+    if r:call("TYPE", k) == "list" then total = total + r:num("LLEN", k) end
   end
   return total
 end

@@ -14,8 +14,10 @@
 
 #include "core/clock.h"
 #include "core/mem.h"
+#include "core/sigpipe.h"
 #include "json/json.h"
 #include "redis/keys.h"
+#include "redis/scripts.h"
 
 #define BULK_CHUNK 1000 /* payloads per variadic LPUSH/ZADD, as Sidekiq 7.1+ slices */
 
@@ -122,7 +124,13 @@ static int read_replies(wh_redis_client *c, size_t n, redisReply **out, const ch
     if (c->ctx->err) return io_fail(c, what, err);
     for (size_t i = 0; i < n; i++) {
         void *r = NULL;
-        if (redisGetReply(c->ctx, &r) != REDIS_OK || r == NULL) {
+        /* redisGetReply writes what was appended: on the caller's thread,
+         * which may be an embedder's, so SIGPIPE is held off here */
+        wh_sigpipe_guard g;
+        wh_sigpipe_enter(&g);
+        int got = redisGetReply(c->ctx, &r);
+        wh_sigpipe_leave(&g);
+        if (got != REDIS_OK || r == NULL) {
             if (out)
                 for (size_t k = 0; k < i; k++) {
                     freeReplyObject(out[k]);
@@ -174,15 +182,25 @@ static int handshake(wh_redis_client *c, wh_err *err) {
         append(c, 2, argv, lens);
         n++;
     }
+    /* the key layout: written on a new Redis, migrated from layout 1 when no
+     * host of that layout is alive, refused otherwise (scripts.h, MIGRATE) */
+    wh_buf reg = WH_BUF_INIT, pre = WH_BUF_INIT, inflight = WH_BUF_INIT, qof = WH_BUF_INIT;
     wh_redis_client_key(c, &key, "%s", WH_KEY_VERSION);
-    const char *set[4] = {"SET", key.data, WH_KEY_VERSION_VALUE, "NX"};
-    size_t setl[4] = {3, key.len, strlen(WH_KEY_VERSION_VALUE), 2};
-    append(c, 4, set, setl);
-    const char *get[2] = {"GET", key.data};
-    size_t getl[2] = {3, key.len};
-    append(c, 2, get, getl);
-    n += 2;
+    wh_redis_client_key(c, &reg, "%s", WH_KEY_REGISTRY);
+    wh_redis_client_key(c, &pre, "%s", "");
+    wh_redis_client_key(c, &inflight, "%s", WH_KEY_INFLIGHT_PREFIX);
+    wh_redis_client_key(c, &qof, "%s", WH_KEY_QUEUES_OF_PREFIX);
+    const char *ev[10] = {"EVAL", wh_script_migrate, "2", key.data, reg.data, WH_KEY_VERSION_VALUE, pre.data,
+                          inflight.data, WH_KEY_V1_QUEUES_OF_SUFFIX, qof.data};
+    size_t evl[10];
+    for (int k = 0; k < 10; k++) evl[k] = strlen(ev[k]);
+    append(c, 10, ev, evl);
+    n++;
     wh_buf_free(&key);
+    wh_buf_free(&reg);
+    wh_buf_free(&pre);
+    wh_buf_free(&inflight);
+    wh_buf_free(&qof);
 
     redisReply **r = wh_xcalloc(n, sizeof *r);
     int rc = read_replies(c, n, r, what, err);
@@ -211,17 +229,22 @@ static int handshake(wh_redis_client *c, wh_err *err) {
         i++;
     }
     if (rc == 0) {
-        const redisReply *s = r[i], *g = r[i + 1];
-        /* a read-only replica can still serve stats: its SET error is not fatal */
-        if (s->type == REDIS_REPLY_ERROR && strncmp(s->str, "READONLY", 8) != 0)
-            rc = reply_fail(c, "cannot connect to", s, err);
-        else if (g->type == REDIS_REPLY_ERROR)
-            rc = reply_fail(c, "cannot connect to", g, err);
-        else if (g->type == REDIS_REPLY_STRING && strcmp(g->str, WH_KEY_VERSION_VALUE) != 0)
+        const redisReply *m = r[i];
+        /* a read-only replica can still serve stats: its refusal to write
+         * the version of a new Redis is not fatal */
+        if (m->type == REDIS_REPLY_ERROR && strncmp(m->str, "READONLY", 8) != 0)
+            rc = reply_fail(c, "cannot connect to", m, err);
+        else if (m->type == REDIS_REPLY_STRING && strncmp(m->str, "live ", 5) == 0)
+            rc = wh_err_set(err, WH_ECONFIG,
+                            "%s holds workerhost keys of layout version 1, in use by a running host of an older "
+                            "workerhost (%.200s); stop every older host, then start again: this build moves "
+                            "the keys to layout %s once none of them runs",
+                            c->shown, m->str + 5, WH_KEY_VERSION_VALUE);
+        else if (m->type == REDIS_REPLY_STRING && strncmp(m->str, "version ", 8) == 0)
             rc = wh_err_set(err, WH_ECONFIG,
                             "%s holds workerhost keys of layout version %.32s (key %s%s%s); this build "
                             "reads and writes version %s",
-                            c->shown, g->str, c->ns ? c->ns : "", c->ns ? ":" : "", WH_KEY_VERSION,
+                            c->shown, m->str + 8, c->ns ? c->ns : "", c->ns ? ":" : "", WH_KEY_VERSION,
                             WH_KEY_VERSION_VALUE);
     }
     for (size_t k = 0; k < n; k++) freeReplyObject(r[k]);
@@ -593,8 +616,7 @@ int wh_redis_client_stats(wh_redis_client *c, wh_redis_stats *out, wh_err *err) 
             append(c, 6, argv, lens);
         }
         for (size_t i = 0; i < nids; i++) {
-            wh_redis_client_key(c, &key, "%s%s%s", WH_KEY_INFLIGHT_PREFIX, ids->element[i]->str,
-                                WH_KEY_INFLIGHT_QUEUES_SUFFIX);
+            wh_redis_client_key(c, &key, "%s%s", WH_KEY_QUEUES_OF_PREFIX, ids->element[i]->str);
             append_key_cmd(c, &key, "SMEMBERS", NULL);
         }
         nb = 2 * nqs + nps + nids;

@@ -21,12 +21,17 @@
 /* <identity> HASH heartbeat; <identity>:workers and <identity>:work HASH in
  * progress; <identity>-signals LIST of TSTP/TERM */
 
-/* ---- ours (wire format version 1) ---- */
-#define WH_KEY_VERSION "wh:version"        /* STRING "1": the layout of the keys below */
-#define WH_KEY_VERSION_VALUE "1"
+/* ---- ours (wire format version 2) ----
+ * No key below can be the same as another for any queue name or identity:
+ * each family has a prefix no other family's key starts with. (Layout 1 kept
+ * a host's set of queues at wh:inflight:<identity>:queues, which is also the
+ * in-flight list of a queue named "queues"; MIGRATE renames those sets.) */
+#define WH_KEY_VERSION "wh:version"        /* STRING "2": the layout of the keys below */
+#define WH_KEY_VERSION_VALUE "2"
 #define WH_KEY_REGISTRY "wh:registry"      /* SET of identities that may own in-flight lists */
 #define WH_KEY_INFLIGHT_PREFIX "wh:inflight:" /* LIST wh:inflight:<identity>:<queue>: jobs being run */
-#define WH_KEY_INFLIGHT_QUEUES_SUFFIX ":queues" /* SET wh:inflight:<identity>:queues: its queue names */
+#define WH_KEY_QUEUES_OF_PREFIX "wh:inflight-queues:" /* SET wh:inflight-queues:<identity>: its queue names */
+#define WH_KEY_V1_QUEUES_OF_SUFFIX ":queues" /* layout 1: SET wh:inflight:<identity>:queues */
 #define WH_KEY_RECOVERED_PREFIX "wh:recovered:" /* STRING wh:recovered:<jid or sha1>: recoveries, TTL 72 h */
 #define WH_KEY_REAPER_LOCK "wh:reaper-lock"  /* STRING, SET NX PX: one reaper at a time */
 #define WH_KEY_CONTROL "wh:control"        /* LIST of control messages (reload) */

@@ -24,11 +24,13 @@
 
 #include "app/host.h"
 #include "app/runner.h"
+#include "core/backoff.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/jid.h"
 #include "core/log.h"
 #include "core/mem.h"
+#include "core/sigpipe.h"
 #include "redis/keys.h"
 #include "redis/scripts.h"
 #include "redis/uri.h"
@@ -46,6 +48,7 @@
 #define COMMAND_DEADLINE_S 10.0  /* a command unanswered this long: the link is dead */
 #define BACKOFF_MIN_S 0.1
 #define BACKOFF_MAX_S 5.0
+#define FAILURE_LOG_S 10.0       /* a failure that repeats is logged once per this, with a count */
 /* Prefetch (jobs fetched ahead: in flight in Redis, queued here) adapts to
  * the job rate: enough for PREFETCH_WORK_S of work at the rate of the last
  * PREFETCH_WINDOW_S, between MIN and MAX per worker thread. Fast jobs get
@@ -64,7 +67,7 @@
 
 /* ==== data ================================================================ */
 
-enum { S_FETCH, S_ACK, S_MOVE_DUE, S_REQUEUE, S_REAP, S_RECONCILE, S_COUNT };
+enum { S_MIGRATE, S_REGISTER, S_FETCH, S_ACK, S_DUE, S_MOVE_DUE, S_REQUEUE, S_REAP, S_RECONCILE, S_COUNT };
 
 /* One entry this process holds in an in-flight list: fetched and handed to
  * the executor (or about to be dead-lettered), its outcome not yet recorded.
@@ -80,7 +83,7 @@ typedef struct ack {
     char kind;     /* o, r, d, x, n, k (see scripts.h) */
     char *newp;    /* retry or dead payload, or NULL */
     size_t newp_len;
-    double score;
+    double delay;  /* retry: seconds from now (Redis's clock) */
 } ack;
 
 struct held {
@@ -107,6 +110,7 @@ struct conn {
     double last_io;        /* monotonic time of the last send or reply */
     int queue;             /* blocker: index of its queue; -1 for the command connection */
     bool blocking;         /* a BLMOVE is outstanding */
+    bool auth_failed;      /* AUTH was refused: this connection never becomes ready */
     long long client_id;   /* blocker: its CLIENT ID in Redis, 0 if unknown */
     char client_addr[64];  /* blocker: its address as Redis sees it (CLIENT INFO addr=) */
 };
@@ -138,6 +142,7 @@ struct wh_rserver {
     char uri_shown[256];
     char *ns;        /* "ns:" or "" */
     char identity[320];
+    char *queues_of_key;  /* <ns>wh:inflight-queues:<identity> */
     char *info_json; /* the heartbeat's info, without the generation fields and the closing brace */
 
     char **queues;   /* fetched queues, in configured order */
@@ -162,11 +167,22 @@ struct wh_rserver {
     uv_thread_t thread;
     bool thread_started;
     uv_async_t wake;
-    uv_timer_t t_heartbeat, t_scheduler, t_reaper, t_watchdog, t_reconnect, t_final, t_reconcile, t_flush, t_signals;
+    uv_timer_t t_heartbeat, t_scheduler, t_reaper, t_watchdog, t_reconnect, t_final, t_reconcile, t_flush, t_signals,
+        t_retry;
+    double retry_at;      /* monotonic: when t_retry fires */
     conn cmd;
     conn *blockers;
     double backoff;
     bool up;              /* the command connection is ready */
+    /* what fetching waits for, on every new command connection: the key
+     * layout checked (MIGRATE), then this process in the registry with the
+     * set of its queues (REGISTER), each confirmed by its reply */
+    bool layout_ok, migrating;
+    bool registered, registering, ever_registered;
+    /* operations that can fail over and over: each waits longer before its
+     * next try and logs once per FAILURE_LOG_S (core/backoff.h) */
+    wh_backoff bo_layout, bo_register, bo_fetch, bo_ack, bo_sched, bo_reconcile, bo_auth;
+    wh_backoff *bo_queue; /* per queue: its key held another type than a list */
     bool quiet, stopping, final_done;
     size_t outstanding;   /* fetched and not yet finished */
     size_t prefetch_max;  /* now: between prefetch_min and prefetch_cap */
@@ -197,7 +213,9 @@ static void pump(wh_rserver *s);
 static void flush_acks(wh_rserver *s);
 static void on_flush_timer(uv_timer_t *t);
 static void final_steps(wh_rserver *s);
-static void heartbeat_soon(wh_rserver *s);
+static void register_now(wh_rserver *s);
+static void migrate_now(wh_rserver *s);
+static void lost_registration(wh_rserver *s, const char *what);
 
 /* ==== keys ================================================================ */
 
@@ -214,8 +232,11 @@ static char *keydup(const wh_rserver *s, const char *fmt, const char *a, const c
 
 static const char *script_src(int i) {
     switch (i) {
+    case S_MIGRATE: return wh_script_migrate;
+    case S_REGISTER: return wh_script_register;
     case S_FETCH: return wh_script_fetch;
     case S_ACK: return wh_script_ack;
+    case S_DUE: return wh_script_due;
     case S_MOVE_DUE: return wh_script_move_due;
     case S_REQUEUE: return wh_script_requeue;
     case S_REAP: return wh_script_reap;
@@ -343,6 +364,60 @@ static bool reply_error(wh_rserver *s, redisReply *r, const char *what) {
     return false;
 }
 
+/* True for a NOSCRIPT error reply (the script cache was flushed): the
+ * scripts are loaded again and the caller tries again at once. */
+static bool noscript(wh_rserver *s, const redisReply *r) {
+    if (r == NULL || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOSCRIPT", 8) != 0) return false;
+    memset(s->sha, 0, sizeof s->sha);
+    load_scripts(s);
+    return true;
+}
+
+static void on_retry_timer(uv_timer_t *t);
+
+/* Makes sure t_retry fires within `wait` seconds. */
+static void retry_in(wh_rserver *s, double wait) {
+    if (s->final_done || uv_is_closing((uv_handle_t *)&s->t_retry)) return;
+    double now = wh_clock_monotonic(), at = now + wait;
+    if (uv_is_active((uv_handle_t *)&s->t_retry) && s->retry_at <= at) return;
+    s->retry_at = at;
+    uv_timer_start(&s->t_retry, on_retry_timer, (uint64_t)(wait * 1000) + 1, 0);
+}
+
+/* A failure of an operation gated by b: it waits before its next try (and
+ * t_retry wakes us then), and the message is logged unless the same
+ * operation was logged less than FAILURE_LOG_S ago; then it counts. */
+static void failed(wh_rserver *s, wh_backoff *b, wh_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static void failed(wh_rserver *s, wh_backoff *b, wh_log_level level, const char *fmt, ...) {
+    double now = wh_clock_monotonic();
+    unsigned long repeated = 0;
+    if (wh_backoff_fail(b, now, &repeated)) {
+        char msg[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        if (repeated)
+            wh_log(level, NULL, NULL, "%s (%lu more time%s since the last report; retrying every %.1f s at most)",
+                   msg, repeated, repeated == 1 ? "" : "s", b->delay_s);
+        else
+            wh_log(level, NULL, NULL, "%s (retrying in %.1f s)", msg, b->delay_s);
+    }
+    retry_in(s, wh_backoff_wait(b, now));
+}
+
+/* Whether the operation gated by b may run now; if not, t_retry is set. */
+static bool gate_open(wh_rserver *s, const wh_backoff *b) {
+    double now = wh_clock_monotonic();
+    if (wh_backoff_ready(b, now)) return true;
+    retry_in(s, wh_backoff_wait(b, now));
+    return false;
+}
+
 /* ==== connections ========================================================= */
 
 static void schedule_reconnect(wh_rserver *s);
@@ -389,6 +464,9 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
     note_dropped(s, c);
     if (c == &s->cmd) {
         s->up = false;
+        /* checked again on the next connection */
+        s->layout_ok = s->migrating = false;
+        s->registered = s->registering = false;
         /* pending callbacks have already run with NULL replies: unanswered
          * outcome batches are back in the queue */
         s->fetches = s->asked = 0;
@@ -423,8 +501,9 @@ static void became_ready(wh_rserver *s);
 
 static void on_select(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)data;
+    if (c->auth_failed) return; /* disconnecting: a refused login is a failed connection */
     if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-        if (r) wh_log(WH_LOG_ERROR, NULL, NULL, "redis: %s: %s", s->uri_shown, r->str);
+        if (r) failed(s, &s->bo_auth, WH_LOG_ERROR, "redis: %s: %s", s->uri_shown, r->str);
         if (c->ac) redisAsyncDisconnect(c->ac);
         return;
     }
@@ -452,7 +531,7 @@ static void parse_client_info(conn *c, const char *info) {
 
 static void on_client_info(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)data;
-    if (r == NULL || c->ac == NULL) return;
+    if (r == NULL || c->ac == NULL || c->auth_failed) return;
     if (r->type == REDIS_REPLY_STRING) parse_client_info(c, r->str);
     else if (r->type == REDIS_REPLY_INTEGER) c->client_id = r->integer; /* CLIENT ID (Redis < 6.2) */
     else if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "nknown subcommand") && c->ac) {
@@ -470,7 +549,10 @@ static void on_client_info(wh_rserver *s, conn *c, redisReply *r, void *data) {
 static void on_auth(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)data;
     if (r && r->type == REDIS_REPLY_ERROR) {
-        wh_log(WH_LOG_ERROR, NULL, NULL, "redis: authentication to %s failed: %s", s->uri_shown, r->str);
+        /* the commands queued behind AUTH (SELECT, which the default user
+         * may accept) must not make this connection ready */
+        c->auth_failed = true;
+        failed(s, &s->bo_auth, WH_LOG_ERROR, "redis: authentication to %s failed: %s", s->uri_shown, r->str);
         if (c->ac) redisAsyncDisconnect(c->ac);
     }
 }
@@ -495,6 +577,7 @@ static void conn_open(wh_rserver *s, conn *c) {
     c->ready = false;
     c->pending = 0;
     c->blocking = false;
+    c->auth_failed = false;
     c->client_id = 0;
     c->last_io = wh_clock_monotonic();
     if (!s->uri.path) redisEnableKeepAlive(&ac->c);
@@ -661,8 +744,15 @@ static void hand_over(wh_rserver *s, wh_job **jobs, size_t n) {
 
 typedef struct fetch_ctx {
     size_t asked;
+    size_t n;         /* queues asked: those not resting after a refusal */
     size_t order[64]; /* the script's queue positions -> our queue index */
 } fetch_ctx;
+
+/* A queue whose key (or our in-flight list of it) holds another type than a
+ * list: it rests (its own backoff) while the others are fetched. */
+static void queue_refused(wh_rserver *s, size_t qi, const char *why) {
+    failed(s, &s->bo_queue[qi], WH_LOG_ERROR, "redis: not fetching from %s: %s", s->queue_keys[qi], why);
+}
 
 static void on_fetch(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)c;
@@ -670,12 +760,21 @@ static void on_fetch(wh_rserver *s, conn *c, redisReply *r, void *data) {
     if (s->fetches) s->fetches--;
     s->asked = s->asked > fc->asked ? s->asked - fc->asked : 0;
     if (r == NULL && !s->stopping) s->reconcile_wanted = true; /* Redis may have moved jobs we never saw */
-    if (!reply_error(s, r, "fetch") && r->type == REDIS_REPLY_ARRAY) {
+    if (r && r->type == REDIS_REPLY_INTEGER && r->integer < 0) {
+        /* not in the registry (a reaper took this process for dead): the
+         * script moved nothing; register again before the next fetch */
+        lost_registration(s, "fetching");
+    } else if (r && r->type == REDIS_REPLY_ERROR) {
+        if (!noscript(s, r)) failed(s, &s->bo_fetch, WH_LOG_ERROR, "redis: fetching jobs: %s", r->str);
+    } else if (r && r->type == REDIS_REPLY_ARRAY) {
+        wh_backoff_ok(&s->bo_fetch);
         /* {count per queue in the order asked, then every payload} */
-        size_t got = r->elements > s->nqueues ? r->elements - s->nqueues : 0, n = 0, k = s->nqueues;
+        size_t got = r->elements > fc->n ? r->elements - fc->n : 0, n = 0, k = fc->n;
         wh_job **jobs = wh_xmalloc((got ? got : 1) * sizeof *jobs);
-        for (size_t pos = 0; pos < s->nqueues && pos < r->elements; pos++) {
+        for (size_t pos = 0; pos < fc->n && pos < r->elements; pos++) {
             long long count = r->element[pos]->type == REDIS_REPLY_INTEGER ? r->element[pos]->integer : 0;
+            if (count < 0) queue_refused(s, fc->order[pos], "its key holds another type than a list");
+            else wh_backoff_ok(&s->bo_queue[fc->order[pos]]);
             for (long long j = 0; j < count && k < r->elements; j++, k++)
                 jobs[n++] = deliver(s, fc->order[pos], r->element[k]->str, r->element[k]->len);
         }
@@ -696,7 +795,8 @@ static void on_block(wh_rserver *s, conn *c, redisReply *r, void *data) {
         return;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        wh_log(WH_LOG_ERROR, NULL, NULL, "redis: BLMOVE: %s", r->str);
+        if (strncmp(r->str, "WRONGTYPE", 9) == 0) queue_refused(s, (size_t)c->queue, r->str);
+        else failed(s, &s->bo_fetch, WH_LOG_ERROR, "redis: BLMOVE from %s: %s", s->queue_keys[c->queue], r->str);
         return;
     }
     if (r->type == REDIS_REPLY_STRING) {
@@ -723,19 +823,25 @@ static void on_reconciled(wh_rserver *s, conn *c, redisReply *r, void *data) {
         if (!s->stopping) s->reconcile_wanted = true;
         return;
     }
-    if (reply_error(s, r, "reconciling in-flight lists")) {
+    if (r->type == REDIS_REPLY_ERROR) {
         s->reconcile_wanted = true;
-    } else if (r->type == REDIS_REPLY_INTEGER && r->integer > 0) {
-        wh_log(WH_LOG_WARN, NULL, NULL, "put %lld job%s back on %s queue%s: fetched by a request whose reply was "
-               "lost", r->integer, r->integer == 1 ? "" : "s", r->integer == 1 ? "its" : "their",
-               r->integer == 1 ? "" : "s");
+        if (!noscript(s, r))
+            failed(s, &s->bo_reconcile, WH_LOG_ERROR, "redis: reconciling in-flight lists: %s", r->str);
+    } else {
+        wh_backoff_ok(&s->bo_reconcile);
+        if (r->type == REDIS_REPLY_INTEGER && r->integer > 0)
+            wh_log(WH_LOG_WARN, NULL, NULL, "put %lld job%s back on %s queue%s: fetched by a request whose reply "
+                   "was lost", r->integer, r->integer == 1 ? "" : "s", r->integer == 1 ? "its" : "their",
+                   r->integer == 1 ? "" : "s");
     }
     pump(s);
 }
 
 static void on_reconcile_timer(uv_timer_t *t) {
     wh_rserver *s = t->data;
-    if (!s->reconcile_wanted || s->reconcile_in_flight || !s->up || s->stopping || s->fetches) return;
+    if (!s->reconcile_wanted || s->reconcile_in_flight || !s->up || !s->registered || s->stopping || s->fetches)
+        return;
+    if (!gate_open(s, &s->bo_reconcile)) return;
     for (size_t i = 0; i < s->nqueues; i++) conn_drop(&s->blockers[i]);
     s->reconcile_wanted = false; /* after the drops, which ask for it again */
     send_kills(s);
@@ -763,12 +869,13 @@ static void reconcile_soon(wh_rserver *s) {
  * its way. Idle (the last batch came back short): one BLMOVE per queue, so
  * a newly pushed job starts at once with no polling. */
 static void pump(wh_rserver *s) {
-    if (!s->up || s->quiet || s->stopping) return;
+    if (!s->up || !s->registered || s->quiet || s->stopping) return;
     if (s->reconcile_wanted) {
         if (s->fetches == 0) reconcile_soon(s);
         return;
     }
     if (s->ndrops) send_kills(s);
+    if (!gate_open(s, &s->bo_fetch)) return;
     size_t room = s->prefetch_max > s->outstanding + s->asked ? s->prefetch_max - s->outstanding - s->asked : 0;
     if (room == 0) return;
     if (!s->idle) {
@@ -776,16 +883,26 @@ static void pump(wh_rserver *s) {
         if (s->fetches >= FETCHES_IN_FLIGHT || (s->fetches && room < s->prefetch_max / 4)) return;
         fetch_ctx *fc = wh_xmalloc(sizeof *fc);
         fc->asked = room < FETCH_MAX ? room : FETCH_MAX;
-        fetch_order(s, fc->order);
+        size_t order[64];
+        fetch_order(s, order);
+        fc->n = 0;
+        for (size_t i = 0; i < s->nqueues; i++)
+            if (gate_open(s, &s->bo_queue[order[i]])) fc->order[fc->n++] = order[i];
+        if (fc->n == 0) { /* every queue rests: t_retry comes back */
+            wh_free(fc);
+            return;
+        }
         argv_b a;
         av_init(&a);
         av_script(s, &a, S_FETCH);
-        av_addf(&a, "%zu", s->nqueues * 2);
-        for (size_t i = 0; i < s->nqueues; i++) {
+        av_addf(&a, "%zu", 1 + fc->n * 2);
+        av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
+        for (size_t i = 0; i < fc->n; i++) {
             av_adds(&a, s->queue_keys[fc->order[i]]);
             av_adds(&a, s->inflight_keys[fc->order[i]]);
         }
         av_addf(&a, "%zu", fc->asked);
+        av_adds(&a, s->identity);
         if (send_b(&s->cmd, on_fetch, fc, &a)) {
             s->fetches++;
             s->asked += fc->asked;
@@ -802,7 +919,7 @@ static void pump(wh_rserver *s) {
             conn_open(s, c);
             continue;
         }
-        if (!c->ready || c->blocking || c->pending) continue;
+        if (!c->ready || c->blocking || c->pending || !gate_open(s, &s->bo_queue[i])) continue;
         argv_b a;
         av_init(&a);
         av_adds(&a, "BLMOVE");
@@ -865,7 +982,7 @@ static void cap_message(char *m) {
  * with our departures: refused arguments are not retried (unless the job was
  * checked against another version of the schema), and an unknown class is
  * retried with 25 retries even when the payload has no retry. */
-static void decide_with(wh_rserver *s, const wh_catalog *cat, const wh_job *job, const wh_run_result *res, ack *a) {
+static void decide_with(const wh_catalog *cat, const wh_job *job, const wh_run_result *res, ack *a) {
     const wh_json *p = job->payload;
     const wh_worker_def *def = wh_catalog_find(cat, job->class_name);
     const wh_json *dead_opt = wh_json_getz(p, "dead");
@@ -914,11 +1031,12 @@ static void decide_with(wh_rserver *s, const wh_catalog *cat, const wh_job *job,
     a->newp_len = out.len;
     a->newp = wh_buf_steal(&out);
     if (retry) {
-        s->rng ^= (uint64_t)(now * 1e6); /* jitter only; races on rng are harmless but avoided: */
+        /* jitter from the clock: this runs on worker threads, which must not
+         * touch the I/O thread's rng */
         int r = (int)(((uint64_t)(now * 1e6) >> 3) % 10);
         a->kind = 'r';
-        a->score = now + wh_async_backoff(count, r);
-        wh_log(WH_LOG_INFO, job->class_name, job->jid, "retry %d of %d at +%.0f s", count + 1, max, a->score - now);
+        a->delay = wh_async_backoff(count, r);
+        wh_log(WH_LOG_INFO, job->class_name, job->jid, "retry %d of %d at +%.0f s", count + 1, max, a->delay);
     } else {
         a->kind = 'd';
         wh_log(WH_LOG_ERROR, job->class_name, job->jid, "dead after %d attempt%s: %s", count + 1, count ? "s" : "",
@@ -928,7 +1046,7 @@ static void decide_with(wh_rserver *s, const wh_catalog *cat, const wh_job *job,
 
 static void decide(wh_rserver *s, const wh_job *job, const wh_run_result *res, ack *a) {
     wh_catalog *cat = s->host ? wh_host_current_catalog(s->host, NULL) : wh_catalog_retain(s->catalog);
-    decide_with(s, cat, job, res, a);
+    decide_with(cat, job, res, a);
     wh_catalog_release(cat);
 }
 
@@ -987,15 +1105,14 @@ static void on_ack(wh_rserver *s, conn *c, redisReply *r, void *data) {
     ack *batch = data;
     if (s->ack_batches) s->ack_batches--;
     if (r == NULL || r->type == REDIS_REPLY_ERROR || (r->type == REDIS_REPLY_INTEGER && r->integer < 0)) {
-        if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) != 0)
-            wh_log(WH_LOG_ERROR, NULL, NULL, "redis: recording outcomes: %s", r->str);
-        else if (r && r->type == REDIS_REPLY_ERROR) reply_error(s, r, "recording outcomes");
-        else if (r) wh_log(WH_LOG_ERROR, NULL, NULL, "this process is no longer registered (a reaper took its "
-                                                    "jobs back?); registering again before recording outcomes");
         requeue_batch(s, batch); /* kept until it can be recorded; recording twice is harmless */
-        if (r && r->type == REDIS_REPLY_INTEGER) heartbeat_soon(s);
+        if (r && r->type == REDIS_REPLY_ERROR && !noscript(s, r))
+            failed(s, &s->bo_ack, WH_LOG_ERROR, "redis: recording outcomes: %s", r->str);
+        else if (r && r->type == REDIS_REPLY_INTEGER)
+            lost_registration(s, "recording outcomes");
         return;
     }
+    wh_backoff_ok(&s->bo_ack);
     while (batch) {
         ack *next = batch->next;
         free_ack(batch);
@@ -1040,7 +1157,7 @@ static void flush_acks(wh_rserver *s) {
         }
         pump(s);
     }
-    while (s->up && s->ack_batches < ACK_BATCHES_IN_FLIGHT) {
+    while (s->up && s->registered && s->ack_batches < ACK_BATCHES_IN_FLIGHT && gate_open(s, &s->bo_ack)) {
         pthread_mutex_lock(&s->lock);
         ack *batch = NULL, **tail = &batch;
         size_t n = 0;
@@ -1060,7 +1177,6 @@ static void flush_acks(wh_rserver *s) {
         if (s->acks == NULL) s->acks_tail = NULL;
         pthread_mutex_unlock(&s->lock);
         if (n == 0) return;
-        double now = wh_clock_wall();
         char day[16];
         utc_day(day, sizeof day);
         argv_b a;
@@ -1076,14 +1192,14 @@ static void flush_acks(wh_rserver *s) {
         av_addf(&a, "%s%s", s->ns, WH_KEY_DEAD);
         for (ack *x = batch; x; x = x->next) av_adds(&a, s->inflight_keys[held_of(x)->qi]);
         av_adds(&a, s->identity);
-        av_addf(&a, "%.6f", now);
         av_addf(&a, "%d", WH_DAILY_STATS_TTL_S);
-        av_addf(&a, "%.6f", now - WH_DEAD_TIMEOUT_S);
+        av_addf(&a, "%d", WH_DEAD_TIMEOUT_S);
+        av_addf(&a, "%d", WH_DEAD_MAX_JOBS);
         for (ack *x = batch; x; x = x->next) {
             av_add(&a, held_of(x)->raw, held_of(x)->len);
             av_add(&a, &x->kind, 1);
             av_add(&a, x->newp ? x->newp : "", x->newp_len);
-            if (x->kind == 'r') av_addf(&a, "%.6f", x->score);
+            if (x->kind == 'r') av_addf(&a, "%.6f", x->delay);
             else av_add(&a, "0", 1);
         }
         if (!send_b(&s->cmd, on_ack, batch, &a)) {
@@ -1096,21 +1212,35 @@ static void flush_acks(wh_rserver *s) {
 
 /* ==== the scheduler: schedule and retry -> their queues ==================== */
 
+/* An error reply of a scheduler step (after NOSCRIPT the next tick tries again). */
+static bool sched_error(wh_rserver *s, redisReply *r, const char *what) {
+    if (r == NULL) return true;
+    if (r->type != REDIS_REPLY_ERROR) return false;
+    if (!noscript(s, r)) failed(s, &s->bo_sched, WH_LOG_ERROR, "redis: %s: %s", what, r->str);
+    return true;
+}
+
 static void on_moved(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)c;
-    (void)data;
+    const char *zset = data;
     if (s->due_in_flight) s->due_in_flight--;
-    reply_error(s, r, "moving due jobs");
+    if (sched_error(s, r, "moving due jobs")) return;
+    wh_backoff_ok(&s->bo_sched);
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[1]->type == REDIS_REPLY_INTEGER &&
+        r->element[1]->integer > 0)
+        wh_log(WH_LOG_ERROR, NULL, NULL, "moved %lld due job%s from %s to the dead set: not a job, or its queue key "
+               "holds another type than a list", r->element[1]->integer, r->element[1]->integer == 1 ? "" : "s",
+               zset);
 }
 
 static void on_due(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)c;
     const char *zset = data; /* static key name */
-    if (reply_error(s, r, "reading due jobs") || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
+    if (sched_error(s, r, "reading due jobs") || r->type != REDIS_REPLY_ARRAY || r->elements == 0) {
         if (s->due_in_flight) s->due_in_flight--;
         return;
     }
-    double now = wh_clock_wall();
+    double now = wh_clock_wall(); /* enqueued_at: the host's clock, as Sidekiq's scheduler writes it */
     argv_b a;
     av_init(&a);
     av_script(s, &a, S_MOVE_DUE);
@@ -1119,7 +1249,6 @@ static void on_due(wh_rserver *s, conn *c, redisReply *r, void *data) {
     av_addf(&a, "%s%s", s->ns, WH_KEY_QUEUES);
     av_addf(&a, "%s%s", s->ns, WH_KEY_DEAD);
     av_addf(&a, "%s%s", s->ns, WH_KEY_QUEUE_PREFIX);
-    av_addf(&a, "%.6f", now);
     for (size_t i = 0; i < r->elements; i++) {
         redisReply *m = r->element[i];
         av_add(&a, m->str, m->len);
@@ -1144,24 +1273,22 @@ static void on_due(wh_rserver *s, conn *c, redisReply *r, void *data) {
         }
         wh_json_doc_free(doc);
     }
-    if (!send_b(&s->cmd, on_moved, NULL, &a) && s->due_in_flight) s->due_in_flight--;
+    if (!send_b(&s->cmd, on_moved, data, &a) && s->due_in_flight) s->due_in_flight--;
 }
 
 /* Every tick looks at both sets (one round trip each, pipelined); a set
  * with more due than one batch is moved a batch per tick. */
 static void on_scheduler(uv_timer_t *t) {
     wh_rserver *s = t->data;
-    if (!s->up || s->due_in_flight || s->quiet || s->stopping) return;
+    if (!s->up || !s->layout_ok || s->due_in_flight || s->quiet || s->stopping) return;
+    if (!wh_backoff_ready(&s->bo_sched, wh_clock_monotonic())) return; /* the next tick looks again */
     static const char *const sets[] = {WH_KEY_RETRY, WH_KEY_SCHEDULE};
     for (int k = 0; k < 2; k++) {
         argv_b a;
         av_init(&a);
-        av_adds(&a, "ZRANGEBYSCORE");
+        av_script(s, &a, S_DUE); /* due by Redis's clock, not this host's */
+        av_adds(&a, "1");
         av_addf(&a, "%s%s", s->ns, sets[k]);
-        av_adds(&a, "-inf");
-        av_addf(&a, "%.6f", wh_clock_wall());
-        av_adds(&a, "LIMIT");
-        av_adds(&a, "0");
         av_addf(&a, "%d", DUE_BATCH);
         if (send_b(&s->cmd, on_due, (void *)sets[k], &a)) s->due_in_flight++;
     }
@@ -1351,11 +1478,7 @@ static void heartbeat(wh_rserver *s) {
     av_addf(&a, "%s%s", s->ns, WH_KEY_PROCESSES);
     av_adds(&a, s->identity);
     send_b(c, NULL, NULL, &a);
-    av_init(&a);
-    av_adds(&a, "SADD");
-    av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
-    av_adds(&a, s->identity);
-    send_b(c, NULL, NULL, &a);
+    register_now(s); /* checked: restores what a reaper may have removed */
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     av_init(&a);
@@ -1406,9 +1529,134 @@ static void on_signals(uv_timer_t *t) {
     send_b(&s->cmd, on_signal_reply, NULL, &a);
 }
 
-/* Registers again at once (after an outcome batch was refused because this
- * process had left the registry). */
-static void heartbeat_soon(wh_rserver *s) { heartbeat(s); }
+/* ==== the key layout and the registry ===================================== */
+
+static void reaper(wh_rserver *s);
+
+static void on_migrated(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    (void)data;
+    s->migrating = false;
+    if (r == NULL) return;
+    if (r->type == REDIS_REPLY_STRING && (strcmp(r->str, "ok") == 0 || strcmp(r->str, "migrated") == 0)) {
+        if (strcmp(r->str, "migrated") == 0)
+            wh_log(WH_LOG_WARN, NULL, NULL, "redis: moved workerhost's keys from layout 1 to layout %s (no host "
+                   "of layout 1 is running)", WH_KEY_VERSION_VALUE);
+        wh_backoff_ok(&s->bo_layout);
+        s->layout_ok = true;
+        register_now(s);
+        reaper(s);
+        return;
+    }
+    if (noscript(s, r)) {
+        migrate_now(s);
+    } else if (r->type == REDIS_REPLY_STRING && strncmp(r->str, "live ", 5) == 0) {
+        failed(s, &s->bo_layout, WH_LOG_ERROR, "redis: %s holds workerhost keys of layout 1, in use by a running "
+               "host of an older workerhost (%s): this host fetches nothing until every older host has stopped, "
+               "then moves the keys to layout %s", s->uri_shown, r->str + 5, WH_KEY_VERSION_VALUE);
+    } else if (r->type == REDIS_REPLY_STRING && strncmp(r->str, "version ", 8) == 0) {
+        failed(s, &s->bo_layout, WH_LOG_ERROR, "redis: %s holds workerhost keys of layout version %s (key %s%s); "
+               "this build reads and writes version %s: this host fetches nothing", s->uri_shown, r->str + 8, s->ns,
+               WH_KEY_VERSION, WH_KEY_VERSION_VALUE);
+    } else {
+        failed(s, &s->bo_layout, WH_LOG_ERROR, "redis: checking the key layout on %s: %s", s->uri_shown,
+               r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
+}
+
+/* MIGRATE (scripts.h), once per connection, before anything else of ours. */
+static void migrate_now(wh_rserver *s) {
+    if (!s->up || s->layout_ok || s->migrating || !gate_open(s, &s->bo_layout)) return;
+    argv_b a;
+    av_init(&a);
+    av_script(s, &a, S_MIGRATE);
+    av_adds(&a, "2");
+    av_addf(&a, "%s%s", s->ns, WH_KEY_VERSION);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
+    av_adds(&a, WH_KEY_VERSION_VALUE);
+    av_adds(&a, s->ns);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_INFLIGHT_PREFIX);
+    av_adds(&a, WH_KEY_V1_QUEUES_OF_SUFFIX);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_QUEUES_OF_PREFIX);
+    s->migrating = send_b(&s->cmd, on_migrated, NULL, &a);
+}
+
+static void on_registered(wh_rserver *s, conn *c, redisReply *r, void *data) {
+    (void)c;
+    (void)data;
+    s->registering = false;
+    if (r == NULL) return;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        s->registered = false;
+        if (noscript(s, r)) {
+            register_now(s);
+            return;
+        }
+        failed(s, &s->bo_register, WH_LOG_ERROR, "redis: registering this process (%s) on %s: %s; it fetches no "
+               "job until it is registered", s->identity, s->uri_shown,
+               r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "WHLAYOUT", 8) == 0) {
+            s->layout_ok = false;
+            migrate_now(s);
+        }
+        return;
+    }
+    if (r->integer == 0 && s->ever_registered) {
+        /* it was not in the registry: a reaper took it for dead (its heartbeat
+         * expired while it was paused, swapped out or cut off) and put its
+         * in-flight jobs back. The jobs it still runs may run twice; anything
+         * that reached its in-flight lists meanwhile goes back to its queue. */
+        wh_log(WH_LOG_WARN, NULL, NULL, "this process (%s) had been taken for dead and its in-flight jobs put "
+               "back on their queues; registered again (jobs it was running may run twice)", s->identity);
+        if (!s->stopping) s->reconcile_wanted = true; /* pump drops the blockers first */
+    }
+    unsigned long refusals = wh_backoff_ok(&s->bo_register);
+    if (refusals)
+        wh_log(WH_LOG_INFO, NULL, NULL, "redis: registered %s after %lu refusal%s", s->identity, refusals,
+               refusals == 1 ? "" : "s");
+    s->registered = s->ever_registered = true;
+    flush_acks(s);
+    pump(s);
+}
+
+/* REGISTER (scripts.h): the registry and the set of this process's queues,
+ * together, confirmed by the reply. Nothing is fetched before. */
+static void register_now(wh_rserver *s) {
+    if (!s->up || !s->layout_ok || s->registering || s->final_done || (s->stopping && s->requeue_sent) ||
+        !gate_open(s, &s->bo_register))
+        return;
+    argv_b a;
+    av_init(&a);
+    av_script(s, &a, S_REGISTER);
+    av_adds(&a, "3");
+    av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
+    av_adds(&a, s->queues_of_key);
+    av_addf(&a, "%s%s", s->ns, WH_KEY_VERSION);
+    av_adds(&a, s->identity);
+    av_adds(&a, WH_KEY_VERSION_VALUE);
+    for (size_t i = 0; i < s->nqueues; i++) av_adds(&a, s->queues[i]);
+    s->registering = send_b(&s->cmd, on_registered, NULL, &a);
+}
+
+/* A script refused because this process is not in the registry. */
+static void lost_registration(wh_rserver *s, const char *what) {
+    if (s->registered)
+        wh_log(WH_LOG_WARN, NULL, NULL, "redis: %s: this process is no longer in the registry (a reaper took it "
+               "for dead?); registering again", what);
+    s->registered = false;
+    register_now(s);
+}
+
+/* t_retry: an operation that failed may try again. */
+static void on_retry_timer(uv_timer_t *t) {
+    wh_rserver *s = t->data;
+    if (!s->up || s->final_done) return;
+    migrate_now(s);
+    register_now(s);
+    flush_acks(s);
+    pump(s);
+    if (s->stopping) final_steps(s);
+}
 
 /* ==== the reaper ========================================================== */
 
@@ -1431,9 +1679,16 @@ static void reaper_pass_done(wh_rserver *s) {
 static void on_reaped(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)c;
     char *id = data;
-    if (!reply_error(s, r, "recovering jobs") && r->type == REDIS_REPLY_INTEGER && r->integer >= 0)
-        wh_log(WH_LOG_WARN, NULL, NULL, "recovered %lld in-flight job%s of dead process %s", r->integer,
-               r->integer == 1 ? "" : "s", id);
+    if (!reply_error(s, r, "recovering jobs") && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+        long long got = r->element[0]->integer, left = r->element[1]->integer;
+        wh_log(WH_LOG_WARN, NULL, NULL, "recovered %lld in-flight job%s of dead process %s", got,
+               got == 1 ? "" : "s", id);
+        if (left)
+            wh_log(WH_LOG_ERROR, NULL, NULL, "%lld in-flight job%s of dead process %s stay%s where %s: %s queue "
+                   "key holds another type than a list (fix the key; the next reaper pass takes them back)", left,
+                   left == 1 ? "" : "s", id, left == 1 ? "s" : "", left == 1 ? "it is" : "they are",
+                   left == 1 ? "its" : "their");
+    }
     wh_free(id);
     if (r && s->reap_pending && --s->reap_pending == 0) reaper_pass_done(s);
 }
@@ -1444,7 +1699,7 @@ static void reap(wh_rserver *s, const char *id, bool force) {
     av_script(s, &a, S_REAP);
     av_adds(&a, "4");
     av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
-    av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s" WH_KEY_INFLIGHT_QUEUES_SUFFIX, s->ns, id);
+    av_addf(&a, "%s" WH_KEY_QUEUES_OF_PREFIX "%s", s->ns, id);
     av_addf(&a, "%s%s", s->ns, WH_KEY_DEAD);
     av_addf(&a, "%s%s", s->ns, id);
     av_adds(&a, id);
@@ -1454,7 +1709,6 @@ static void reap(wh_rserver *s, const char *id, bool force) {
     av_addf(&a, "%d", WH_RECOVERY_WINDOW_S);
     av_addf(&a, "%d", WH_RECOVERY_MAX);
     av_adds(&a, force ? "1" : "0");
-    av_addf(&a, "%.6f", wh_clock_wall());
     send_b(&s->cmd, on_reaped, wh_xstrdup(id), &a);
 }
 
@@ -1528,7 +1782,7 @@ static void on_reaper_lock(wh_rserver *s, conn *c, redisReply *r, void *data) {
 }
 
 static void reaper(wh_rserver *s) {
-    if (!s->up || s->stopping) return;
+    if (!s->up || !s->layout_ok || s->stopping) return; /* never with another layout's key names */
     argv_b a;
     av_init(&a);
     av_adds(&a, "SET");
@@ -1565,24 +1819,12 @@ static void became_ready(wh_rserver *s) {
     if (s->logged_down) wh_log(WH_LOG_INFO, NULL, NULL, "redis: connected to %s", s->uri_shown);
     else wh_log(WH_LOG_INFO, NULL, NULL, "redis: connected to %s as %s", s->uri_shown, s->identity);
     s->logged_down = false;
-    argv_b a;
-    av_init(&a);
-    av_adds(&a, "SET");
-    av_addf(&a, "%s%s", s->ns, WH_KEY_VERSION);
-    av_adds(&a, WH_KEY_VERSION_VALUE);
-    av_adds(&a, "NX");
-    send_b(&s->cmd, NULL, NULL, &a);
-    av_init(&a);
-    av_adds(&a, "SADD");
-    av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s" WH_KEY_INFLIGHT_QUEUES_SUFFIX, s->ns, s->identity);
-    for (size_t i = 0; i < s->nqueues; i++) av_adds(&a, s->queues[i]);
-    send_b(&s->cmd, NULL, NULL, &a);
     load_scripts(s);
-    heartbeat(s); /* registers us before any fetch */
-    reaper(s);
+    /* the layout, then the registry (each confirmed), then fetching and the
+     * outcomes kept while Redis was away: on_migrated, on_registered */
+    migrate_now(s);
+    heartbeat(s);
     s->idle = false;
-    flush_acks(s); /* outcomes kept while Redis was away */
-    pump(s);
 }
 
 /* ==== stopping ============================================================ */
@@ -1606,6 +1848,7 @@ static void close_all(wh_rserver *s) {
     close_handle((uv_handle_t *)&s->t_reconcile);
     close_handle((uv_handle_t *)&s->t_flush);
     close_handle((uv_handle_t *)&s->t_signals);
+    close_handle((uv_handle_t *)&s->t_retry);
 }
 
 static void on_deregistered(wh_rserver *s, conn *c, redisReply *r, void *data) {
@@ -1619,11 +1862,18 @@ static void on_requeued(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)c;
     (void)data;
     if (r == NULL) return;
-    if (!reply_error(s, r, "putting jobs back") && r->type == REDIS_REPLY_INTEGER) {
-        s->requeued = (size_t)r->integer;
-        if (r->integer)
-            wh_log(WH_LOG_INFO, NULL, NULL, "put %lld unfinished job%s back on %s queue%s", r->integer,
-                   r->integer == 1 ? "" : "s", r->integer == 1 ? "its" : "their", r->integer == 1 ? "" : "s");
+    long long left = -1; /* unknown: the script failed */
+    if (!noscript(s, r) && !reply_error(s, r, "putting jobs back") && r->type == REDIS_REPLY_ARRAY &&
+        r->elements == 2) {
+        s->requeued = (size_t)r->element[0]->integer;
+        left = r->element[1]->integer;
+        if (s->requeued)
+            wh_log(WH_LOG_INFO, NULL, NULL, "put %zu unfinished job%s back on %s queue%s", s->requeued,
+                   s->requeued == 1 ? "" : "s", s->requeued == 1 ? "its" : "their", s->requeued == 1 ? "" : "s");
+    } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+        s->requeue_sent = false; /* loaded again: the next step sends it again */
+        final_steps(s);
+        return;
     }
     /* leave the registry: gone from the Web UI at once */
     argv_b a;
@@ -1637,8 +1887,18 @@ static void on_requeued(wh_rserver *s, conn *c, redisReply *r, void *data) {
     av_addf(&a, "%s%s", s->ns, s->identity);
     av_addf(&a, "%s%s:workers", s->ns, s->identity);
     av_addf(&a, "%s%s:work", s->ns, s->identity);
-    av_addf(&a, "%s" WH_KEY_INFLIGHT_PREFIX "%s" WH_KEY_INFLIGHT_QUEUES_SUFFIX, s->ns, s->identity);
-    send_b(&s->cmd, NULL, NULL, &a);
+    if (left == 0) av_adds(&a, s->queues_of_key);
+    send_b(&s->cmd, left == 0 ? NULL : on_deregistered, NULL, &a);
+    if (left != 0) {
+        /* jobs stay in flight (a queue key of another type, or the script
+         * failed): stay in the registry with the set of queues, so that the
+         * next reaper pass (the heartbeat is gone) takes them back */
+        wh_log(WH_LOG_ERROR, NULL, NULL, "%s in-flight job%s could not go back to %s queue%s; another host's reaper "
+               "takes %s back once %s queue key%s a list", left > 0 ? "some" : "the", left == 1 ? "" : "s",
+               left == 1 ? "its" : "their", left == 1 ? "" : "s", left == 1 ? "it" : "them",
+               left == 1 ? "its" : "their", left == 1 ? " is" : "s are");
+        return;
+    }
     av_init(&a);
     av_adds(&a, "SREM");
     av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
@@ -1692,6 +1952,7 @@ static void on_wake(uv_async_t *h) {
 
 static void io_main(void *arg) {
     wh_rserver *s = arg;
+    wh_sigpipe_block_thread(); /* a write to a closed connection is EPIPE, not death */
     conn_open(s, &s->cmd);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     pthread_mutex_lock(&s->lock);
@@ -1775,6 +2036,11 @@ int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err
         s->blockers[i].s = s;
         s->blockers[i].queue = (int)i;
     }
+    s->queues_of_key = keydup(s, WH_KEY_QUEUES_OF_PREFIX "%s%s", s->identity, NULL);
+    const wh_backoff gate = WH_BACKOFF_INIT(BACKOFF_MIN_S, BACKOFF_MAX_S, FAILURE_LOG_S);
+    s->bo_layout = s->bo_register = s->bo_fetch = s->bo_ack = s->bo_sched = s->bo_reconcile = s->bo_auth = gate;
+    s->bo_queue = wh_xcalloc(s->nqueues, sizeof *s->bo_queue);
+    for (size_t i = 0; i < s->nqueues; i++) s->bo_queue[i] = gate;
     build_info(s);
     *out = s;
     return 0;
@@ -1795,8 +2061,8 @@ int wh_rserver_start(wh_rserver *s, wh_err *err) {
     if (uv_loop_init(&s->loop) != 0) return wh_err_set(err, WH_EUNAVAIL, "cannot create the I/O loop");
     uv_async_init(&s->loop, &s->wake, on_wake);
     s->wake.data = s;
-    uv_timer_t *timers[] = {&s->t_heartbeat, &s->t_scheduler, &s->t_reaper,
-                            &s->t_watchdog, &s->t_reconnect, &s->t_final, &s->t_reconcile, &s->t_flush, &s->t_signals};
+    uv_timer_t *timers[] = {&s->t_heartbeat, &s->t_scheduler, &s->t_reaper, &s->t_watchdog, &s->t_reconnect,
+                            &s->t_final, &s->t_reconcile, &s->t_flush, &s->t_signals, &s->t_retry};
     for (size_t i = 0; i < sizeof timers / sizeof *timers; i++) {
         uv_timer_init(&s->loop, timers[i]);
         timers[i]->data = s;
@@ -1846,10 +2112,12 @@ void wh_rserver_free(wh_rserver *s) {
     wh_free(s->queue_keys);
     wh_free(s->weights);
     wh_free(s->blockers);
+    wh_free(s->bo_queue);
     for (ack *a = s->acks; a; a = a->next) free_ack(a);
     while (s->held.next != &s->held) held_free(s->held.next);
     wh_free(s->drops);
     wh_free(s->info_json);
+    wh_free(s->queues_of_key);
     wh_free(s->ns);
     wh_redis_uri_free(&s->uri);
     wh_catalog_release(s->catalog);
