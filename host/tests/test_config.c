@@ -556,6 +556,43 @@ static void test_env_substitution(void) {
     unsetenv("WH_T_WORD");
 }
 
+/* A queue.uri that may hold a password is never quoted whole: neither the
+ * value nor the ${...} text it came from (issue: faults #12). */
+static void test_uri_password_redacted(void) {
+    static const struct { const char *url, *shown; } cases[] = {
+        {"http://:s3cret@host", "\"http://***@host\""},
+        {"http://u:s3cret@host:6379/0", "\"http://***@host:6379/0\""},
+        {"redis:/:s3cret@host", "\"redis:***@host\""},
+        {"s3cret@host", "\"***@host\""},
+        {"localhost:s3cret@/x@host", "\"localhost:***@host\""},
+        {"redis//:s3cret@host", "\"redis//***@host\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setenv("WH_T_REDIS_URL", cases[i].url, 1);
+        const char *msg = refuse("queue:\n  uri: ${WH_T_REDIS_URL}\n");
+        if (strstr(msg, "s3cret") != NULL) WH_TEST_FAIL("%s: the password is shown: %s", cases[i].url, msg);
+        ASSERT_CONTAINS(msg, NAME ":2:8: queue.uri: expected a URI such as redis://host:6379/0");
+        ASSERT_CONTAINS(msg, cases[i].shown);
+        ASSERT_CONTAINS(msg, "(from \"${WH_T_REDIS_URL}\")");
+    }
+    unsetenv("WH_T_REDIS_URL");
+    /* written in the file, not from the environment */
+    ASSERT_STREQ(refuse("queue:\n  uri: \"http://admin:s3cret@host/0\"\n"),
+                 NAME ":2:8: queue.uri: expected a URI such as redis://host:6379/0 (schemes redis://, rediss://, "
+                      "unix://), got \"http://***@host/0\"");
+    /* a password around a malformed ${ */
+    const char *msg = refuse("queue:\n  uri: \"redis://u:s3cret${X@host\"\n");
+    if (strstr(msg, "s3cret") != NULL) WH_TEST_FAIL("shown: %s", msg);
+    ASSERT_STREQ(msg, NAME ":2:8: queue.uri: unterminated \"***@host\": missing \"}\"");
+    /* a URI that parses is accepted as it is (wh_redis_uri_parse refuses the
+     * rest later, without quoting it) */
+    setenv("WH_T_REDIS_URL", "redis://:s3cret@host:notaport/0", 1);
+    wh_config *cfg = parse("queue:\n  uri: ${WH_T_REDIS_URL}\n");
+    ASSERT(cfg != NULL);
+    wh_config_free(cfg);
+    unsetenv("WH_T_REDIS_URL");
+}
+
 /* ==== YAML itself ======================================================= */
 
 static void test_yaml_errors(void) {
@@ -786,6 +823,7 @@ int main(void) {
     RUN(test_strings_and_paths);
     RUN(test_queues);
     RUN(test_env_substitution);
+    RUN(test_uri_password_redacted);
     RUN(test_yaml_errors);
     RUN(test_duplicates);
     RUN(test_aliases);

@@ -27,6 +27,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/mem.h"
+#include "redis/uri.h"
 
 /* ==== the table ======================================================== */
 
@@ -46,6 +47,8 @@ typedef enum cfg_type {
 
 #define F_NULLABLE 1u    /* null (or "") means absent: the field is NULL */
 #define F_DEV_DEFAULT 2u /* bool whose default is true only in the development env */
+#define F_SECRET 4u      /* a URI that may hold a password: messages show it through
+                          * wh_redis_uri_redact */
 
 /* Extra validation of a string value: returns NULL when the value is fine,
  * else what was expected (static text, used as "expected <that>, got ..."). */
@@ -108,7 +111,8 @@ static const cfg_row rows[] = {
     ROW("workers", "max_payload_bytes", T_SIZE, max_payload_bytes, "16MiB", .min = 1, .max = SIZE_MAX),
     ROW("workers", "reload", T_BOOL, reload, NULL, .flags = F_DEV_DEFAULT),
     ROW("workers", "allow_unknown_classes", T_BOOL, allow_unknown_classes, "false"),
-    ROW("queue", "uri", T_STRING, queue_uri, "redis://127.0.0.1:6379/0", .check = check_redis_uri),
+    ROW("queue", "uri", T_STRING, queue_uri, "redis://127.0.0.1:6379/0", .flags = F_SECRET,
+        .check = check_redis_uri),
     ROW("queue", "namespace", T_STRING, queue_namespace, NULL, .flags = F_NULLABLE),
     ROW("logger", "level", T_ENUM, log_level, "info", .names = level_names),
     ROW("logger", "format", T_ENUM, log_format, "text", .names = format_names),
@@ -149,6 +153,22 @@ static void put_quoted(wh_buf *b, const char *s, size_t len) {
     }
     if (shown < len) wh_buf_puts(b, "...");
     wh_buf_putc(b, '"');
+}
+
+/* Like put_quoted; when secret (the value may hold a password), the text
+ * goes through wh_redis_uri_redact first. */
+static void put_value(wh_buf *b, const char *s, size_t len, bool secret) {
+    if (!secret) {
+        put_quoted(b, s, len);
+        return;
+    }
+    char *text = wh_xstrndup(s, len);
+    size_t n = len + 64; /* the parsed form may add a port and a db */
+    char *shown = wh_xmalloc(n);
+    wh_redis_uri_redact(text, shown, n);
+    put_quoted(b, shown, strlen(shown));
+    wh_free(shown);
+    wh_free(text);
 }
 
 /* "1MiB", "16MiB", "1000 bytes": a size for messages and the docs. */
@@ -334,8 +354,9 @@ static bool conv_size(const char *s, unsigned long long *out) {
  * out. A $ followed by anything else is literal. An unset NAME without a
  * default is an error; a set-but-empty NAME with ":-" takes the default.
  * Returns true, or false with what is wrong in why. *changed tells whether
- * anything was replaced. */
-static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh_buf *why) {
+ * anything was replaced. With secret (s may hold a password), the parts of
+ * s quoted in why are redacted. */
+static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh_buf *why, bool secret) {
     *changed = false;
     wh_buf_reserve(out, len);
     wh_buf_append(out, "", 0); /* NUL-terminated even when s is empty */
@@ -360,7 +381,7 @@ static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh
         const char *close = memchr(s + j, '}', len - j);
         if (close == NULL) {
             wh_buf_puts(why, "unterminated ");
-            put_quoted(why, s + i, len - i);
+            put_value(why, s + i, len - i, secret);
             wh_buf_puts(why, ": missing \"}\"");
             return false;
         }
@@ -369,7 +390,7 @@ static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh
         size_t def0 = 0;
         if (j == name0) {
             wh_buf_puts(why, "malformed ");
-            put_quoted(why, s + i, end + 1 - i);
+            put_value(why, s + i, end + 1 - i, secret);
             wh_buf_puts(why, ": a variable name starts with a letter or \"_\" and has only letters, digits and \"_\"");
             return false;
         }
@@ -379,7 +400,7 @@ static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh
                 def0 = j + 2;
             } else {
                 wh_buf_puts(why, "malformed ");
-                put_quoted(why, s + i, end + 1 - i);
+                put_value(why, s + i, end + 1 - i, secret);
                 wh_buf_puts(why, ": write ${NAME} or ${NAME:-default}, where NAME has only letters, digits and \"_\"");
                 return false;
             }
@@ -388,7 +409,7 @@ static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh
             for (size_t k = def0; k + 1 < end; k++)
                 if (s[k] == '$' && s[k + 1] == '{') {
                     wh_buf_puts(why, "malformed ");
-                    put_quoted(why, s + i, end + 1 - i);
+                    put_value(why, s + i, end + 1 - i, secret);
                     wh_buf_puts(why, ": a ${...} inside a default is not supported");
                     return false;
                 }
@@ -420,6 +441,7 @@ typedef struct ctx {
     wh_config *cfg;               /* being filled (borrowed) */
     wh_err *err;
     wh_buf val;                   /* the current scalar after substitution */
+    bool secret;                  /* the current row has F_SECRET */
     yaml_node_t *key_at[NROWS];   /* where each key was written, NULL = not written */
     yaml_node_t *val_at[NROWS];   /* and its value */
 } ctx;
@@ -466,19 +488,19 @@ static bool is_null(const yaml_node_t *n) {
 
 /* Describes a node for "got ...": "a mapping", "a list", "null", or the
  * quoted value (after substitution, with the original when it changed). */
-static void put_got(wh_buf *b, const yaml_node_t *n, const scalar *sv) {
+static void put_got(wh_buf *b, const yaml_node_t *n, const scalar *sv, bool secret) {
     if (n->type == YAML_MAPPING_NODE) wh_buf_puts(b, "a mapping");
     else if (n->type == YAML_SEQUENCE_NODE) wh_buf_puts(b, "a list");
     else if (is_null(n)) wh_buf_puts(b, n->data.scalar.length ? "null" : "an empty value");
     else if (sv) {
-        put_quoted(b, sv->s, sv->len);
+        put_value(b, sv->s, sv->len, secret);
         if (sv->changed) {
             wh_buf_puts(b, " (from ");
-            put_quoted(b, sv->raw, sv->rawlen);
+            put_value(b, sv->raw, sv->rawlen, secret);
             wh_buf_putc(b, ')');
         }
     } else {
-        put_quoted(b, (const char *)n->data.scalar.value, n->data.scalar.length);
+        put_value(b, (const char *)n->data.scalar.value, n->data.scalar.length, secret);
     }
 }
 
@@ -487,7 +509,7 @@ static int fail_type(ctx *c, const yaml_node_t *n, const char *path, const char 
                      const scalar *sv, const char *extra) {
     wh_buf b = WH_BUF_INIT;
     wh_buf_printf(&b, "expected %s, got ", expected);
-    put_got(&b, n, sv);
+    put_got(&b, n, sv, c->secret);
     if (extra) wh_buf_printf(&b, " %s", extra);
     int rc = fail(c, &n->start_mark, path, "%s", wh_buf_cstr(&b));
     wh_buf_free(&b);
@@ -565,7 +587,7 @@ static int scalar_value(ctx *c, const yaml_node_t *n, const char *path, scalar *
     wh_buf_reset(&c->val);
     if (!sv->null) {
         wh_buf why = WH_BUF_INIT;
-        if (!expand_env(sv->raw, sv->rawlen, &c->val, &sv->changed, &why)) {
+        if (!expand_env(sv->raw, sv->rawlen, &c->val, &sv->changed, &why, c->secret)) {
             int rc = fail(c, &n->start_mark, path, "%s", wh_buf_cstr(&why));
             wh_buf_free(&why);
             return rc;
@@ -829,11 +851,15 @@ static int parse_queues(ctx *c, const cfg_row *r, const yaml_node_t *n, const ch
 }
 
 static int parse_row(ctx *c, const cfg_row *r, const yaml_node_t *n, const char *path) {
+    c->secret = (r->flags & F_SECRET) != 0;
+    int rc;
     switch (r->type) {
-    case T_PATHLIST: return parse_pathlist(c, r, n, path);
-    case T_QUEUES: return parse_queues(c, r, n, path);
-    default: return parse_scalar(c, r, n, path);
+    case T_PATHLIST: rc = parse_pathlist(c, r, n, path); break;
+    case T_QUEUES: rc = parse_queues(c, r, n, path); break;
+    default: rc = parse_scalar(c, r, n, path); break;
     }
+    c->secret = false;
+    return rc;
 }
 
 /* ==== the document ====================================================== */
