@@ -48,7 +48,8 @@ typedef enum cfg_type {
 #define F_NULLABLE 1u    /* null (or "") means absent: the field is NULL */
 #define F_DEV_DEFAULT 2u /* bool whose default is true only in the development env */
 #define F_SECRET 4u      /* a URI that may hold a password: messages show it through
-                          * wh_redis_uri_redact */
+                          * wh_redis_uri_redact, and the variables ${VAR} put into it
+                          * are listed in secret_env (see config.h) */
 
 /* Extra validation of a string value: returns NULL when the value is fine,
  * else what was expected (static text, used as "expected <that>, got ..."). */
@@ -111,6 +112,7 @@ static const cfg_row rows[] = {
     ROW("workers", "max_payload_bytes", T_SIZE, max_payload_bytes, "16MiB", .min = 1, .max = SIZE_MAX),
     ROW("workers", "reload", T_BOOL, reload, NULL, .flags = F_DEV_DEFAULT),
     ROW("workers", "allow_unknown_classes", T_BOOL, allow_unknown_classes, "false"),
+    ROW("workers", "allow_core_dumps", T_BOOL, allow_core_dumps, "false"),
     ROW("queue", "uri", T_STRING, queue_uri, "redis://127.0.0.1:6379/0", .flags = F_SECRET,
         .check = check_redis_uri),
     ROW("queue", "namespace", T_STRING, queue_namespace, NULL, .flags = F_NULLABLE),
@@ -355,8 +357,10 @@ static bool conv_size(const char *s, unsigned long long *out) {
  * default is an error; a set-but-empty NAME with ":-" takes the default.
  * Returns true, or false with what is wrong in why. *changed tells whether
  * anything was replaced. With secret (s may hold a password), the parts of
- * s quoted in why are redacted. */
-static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh_buf *why, bool secret) {
+ * s quoted in why are redacted, and the name of every variable whose value
+ * was used is appended to used, each followed by a NUL. */
+static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh_buf *why, bool secret,
+                       wh_buf *used) {
     *changed = false;
     wh_buf_reserve(out, len);
     wh_buf_append(out, "", 0); /* NUL-terminated even when s is empty */
@@ -418,6 +422,7 @@ static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh
         const char *value = getenv(name);
         if (value != NULL && (value[0] != '\0' || !has_def)) {
             wh_buf_puts(out, value);
+            if (secret) wh_buf_append(used, name, strlen(name) + 1);
         } else if (has_def) {
             wh_buf_append(out, s + def0, end - def0);
         } else {
@@ -442,6 +447,7 @@ typedef struct ctx {
     wh_err *err;
     wh_buf val;                   /* the current scalar after substitution */
     bool secret;                  /* the current row has F_SECRET */
+    wh_buf secret_used;           /* variables put into F_SECRET values: "NAME\0NAME\0" */
     yaml_node_t *key_at[NROWS];   /* where each key was written, NULL = not written */
     yaml_node_t *val_at[NROWS];   /* and its value */
 } ctx;
@@ -587,7 +593,7 @@ static int scalar_value(ctx *c, const yaml_node_t *n, const char *path, scalar *
     wh_buf_reset(&c->val);
     if (!sv->null) {
         wh_buf why = WH_BUF_INIT;
-        if (!expand_env(sv->raw, sv->rawlen, &c->val, &sv->changed, &why, c->secret)) {
+        if (!expand_env(sv->raw, sv->rawlen, &c->val, &sv->changed, &why, c->secret, &c->secret_used)) {
             int rc = fail(c, &n->start_mark, path, "%s", wh_buf_cstr(&why));
             wh_buf_free(&why);
             return rc;
@@ -862,6 +868,19 @@ static int parse_row(ctx *c, const cfg_row *r, const yaml_node_t *n, const char 
     return rc;
 }
 
+/* cfg->secret_env from c->secret_used (stays NULL when no variable was used). */
+static void set_secret_env(ctx *c) {
+    size_t count = 0;
+    for (size_t i = 0; i < c->secret_used.len; i++)
+        if (c->secret_used.data[i] == '\0') count++;
+    if (count == 0) return;
+    char **list = wh_xcalloc(count + 1, sizeof *list);
+    size_t k = 0;
+    for (size_t i = 0; i < c->secret_used.len; i += strlen(c->secret_used.data + i) + 1)
+        list[k++] = wh_xstrdup(c->secret_used.data + i);
+    c->cfg->secret_env = list;
+}
+
 /* ==== the document ====================================================== */
 
 static const cfg_row *find_row(const char *section, const char *key, size_t keylen) {
@@ -1045,6 +1064,7 @@ static int parse_text(wh_config **out, const char *name, const char *text, size_
     c.file = c.cfg->file;
     c.err = err;
     wh_buf_init(&c.val);
+    wh_buf_init(&c.secret_used);
 
     yaml_parser_t parser;
     yaml_document_t doc, extra;
@@ -1071,12 +1091,14 @@ static int parse_text(wh_config **out, const char *name, const char *text, size_
     }
     c.doc = &doc;
     rc = apply_document(&c);
+    if (rc == 0) set_secret_env(&c);
 out_doc:
     yaml_document_delete(&doc);
 out_parser:
     yaml_parser_delete(&parser);
 out_cfg:
     wh_buf_free(&c.val);
+    wh_buf_free(&c.secret_used);
     if (rc) {
         wh_config_free(c.cfg);
         return rc;
@@ -1174,6 +1196,8 @@ int wh_config_load(wh_config **out, const wh_config_source *src, wh_err *err) {
 void wh_config_free(wh_config *cfg) {
     if (cfg == NULL) return;
     for (size_t i = 0; i < NROWS; i++) free_field(cfg, &rows[i]);
+    for (size_t i = 0; cfg->secret_env && cfg->secret_env[i]; i++) wh_free(cfg->secret_env[i]);
+    wh_free(cfg->secret_env);
     wh_free(cfg->root);
     wh_free(cfg->env);
     wh_free(cfg->file);
