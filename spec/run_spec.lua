@@ -132,6 +132,29 @@ describe("workerhost run", function()
     end
   end)
 
+  it("can be reloaded by its user although its /proc/PID/exe is closed to it", function()
+    local prefix, uid = run_as()
+    if prefix == nil or prefix == "" then
+      pending("needs root and setpriv, to run the host and the reload as nobody")
+      return
+    end
+    root = make_root("BackgroundAsync")
+    assert(sh("chmod 755 " .. root .. " && mkdir " .. root .. "/tmp && chown " .. uid .. " " .. root .. "/tmp"))
+    local pid = start(root, prefix)
+    local ok, failure = pcall(function()
+      assert.truthy(log_has(root, "running: BackgroundAsync mode"))
+      assert.falsy(sh(prefix .. "readlink /proc/" .. pid .. "/exe > /dev/null 2>&1"))
+      local p = io.popen(prefix .. BIN .. " --root " .. root .. " reload --local 2>&1; echo EXIT:$?")
+      local out = p:read("a")
+      p:close()
+      assert.matches("reloaded workerhost pid " .. pid, out, 1, true)
+      assert.matches("EXIT:0", out, 1, true)
+    end)
+    assert(sh("kill -TERM " .. pid))
+    assert.are.equal(0, status_of(root))
+    if not ok then error(failure, 0) end
+  end)
+
   it("refuses ForegroundBlocking, where there is nothing to run", function()
     root = make_root("ForegroundBlocking")
     start(root)
