@@ -659,3 +659,81 @@ describe("workerhost command", function()
     end)
   end)
 end)
+
+-- faults #12 and #13: what the command shows of the Redis password, and what
+-- a job can still read of it.
+describe("workerhost command and the Redis password", function()
+  local root
+  after_each(function() if root then H.rmdir(root) end root = nil end)
+
+  local function app(mode, uri, files)
+    root = H.tmpdir()
+    H.write(root .. "/config/test.yaml",
+      "workers:\n  mode: " .. mode .. "\n  concurrency: 2\nqueue:\n  uri: " .. uri .. "\nlogger:\n  level: info\n")
+    H.mkdir(root .. "/workers")
+    for path, text in pairs(files or {}) do H.write(root .. "/" .. path, text) end
+    H.copy_example_workers(root)
+    return root
+  end
+
+  it("never shows it in an error about a malformed queue.uri from ${REDIS_URL}", function()
+    local urls = {
+      "redis://:s3cret@host:notaport/0", "redis://u:s3cret@[::1", "redis://u:s3cret%zz@host",
+      "rediss://:s3cret@host", "redis://:s3cret@", "redis://:s3cret@host?x=1",
+      "http://:s3cret@host", "redis:/:s3cret@host", "s3cret@host", "unix://:s3cret@sock",
+    }
+    app("BackgroundQueue", "${REDIS_URL}")
+    for _, url in ipairs(urls) do
+      for _, words in ipairs { { "check" }, { "stats" }, { "enqueue", "DownloadWorker", '{"user_guid":"x"}' },
+                               { "run" } } do
+        table.insert(words, 1, "--env")
+        table.insert(words, 2, "test")
+        local out, err, status = H.run3(words, { cwd = root, env = { REDIS_URL = url }, timeout = 10 })
+        assert.are.equal(2, status, url .. " " .. words[3] .. ": " .. out .. err)
+        assert.is_nil(err:find("s3cret", 1, true), url .. " " .. words[3] .. ": " .. err)
+        assert.is_nil(out:find("s3cret", 1, true), url .. " " .. words[3] .. ": " .. out)
+      end
+    end
+  end)
+
+  local ENV_WORKER = [[
+local wh = require "workerhost"
+return wh.worker {
+  perform = function()
+    local f = io.open("/proc/self/environ", "rb")
+    local environ = "unreadable"
+    if f then
+      environ = tostring(f:read("a"):find("REDIS_URL=", 1, true) ~= nil)
+      f:close()
+    end
+    wh.log.warn(("getenv: REDIS_URL=%s REDIS_PW=%s WH_OTHER=%s; initial environ has REDIS_URL: %s"):format(
+      tostring(os.getenv("REDIS_URL")), tostring(os.getenv("REDIS_PW")), tostring(os.getenv("WH_OTHER")),
+      environ))
+  end,
+}
+]]
+
+  -- The kernel's copy of the initial environment keeps the variables: root
+  -- can still read it; another user cannot, since the host is not dumpable.
+  local p = io.popen("id -u")
+  local environ_shows = tonumber(p:read("a")) == 0 and "true" or "unreadable"
+  p:close()
+
+  for _, mode in ipairs { "BackgroundAsync", "ForegroundBlocking" } do
+    it("unsets the variables that went into queue.uri before a job runs (" .. mode .. ")", function()
+      app(mode, "${REDIS_URL}", { ["workers/env_worker.lua"] = ENV_WORKER })
+      local out, status = H.run({ "--env", "test", "enqueue", "EnvWorker" },
+        { cwd = root, env = { REDIS_URL = "redis://:s3cret@127.0.0.1:1/0", WH_OTHER = "kept" } })
+      assert.are.equal(0, status, out)
+      assert.matches("getenv: REDIS_URL=nil REDIS_PW=nil WH_OTHER=kept; initial environ has REDIS_URL: "
+        .. environ_shows, out, 1, true)
+
+      H.rmdir(root)
+      app(mode, "redis://:${REDIS_PW}@127.0.0.1:1/0", { ["workers/env_worker.lua"] = ENV_WORKER })
+      out, status = H.run({ "--env", "test", "enqueue", "EnvWorker" },
+        { cwd = root, env = { REDIS_URL = "unused", REDIS_PW = "s3cret", WH_OTHER = "kept" } })
+      assert.are.equal(0, status, out)
+      assert.matches("getenv: REDIS_URL=unused REDIS_PW=nil WH_OTHER=kept", out, 1, true)
+    end)
+  end
+end)

@@ -15,12 +15,13 @@ local function slurp(path)
   return s
 end
 
-local function make_root(mode)
+-- extra: more lines under workers:
+local function make_root(mode, extra)
   local root = os.tmpname()
   os.remove(root)
   assert(sh("mkdir -p " .. root .. "/config " .. root .. "/workers"))
   local f = assert(io.open(root .. "/config/development.yaml", "w"))
-  f:write("workers:\n  mode: " .. mode .. "\n  concurrency: 2\n  shutdown_timeout: 5\n")
+  f:write("workers:\n  mode: " .. mode .. "\n  concurrency: 2\n  shutdown_timeout: 5\n" .. (extra or ""))
   f:close()
   f = assert(io.open(root .. "/workers/noop.lua", "w"))
   f:write("local wh = require 'workerhost'\nreturn wh.worker { perform = function() end }\n")
@@ -29,10 +30,11 @@ local function make_root(mode)
 end
 
 -- Starts `workerhost run` in the background; returns its pid and the paths
--- of its log and of the file that will hold its exit status.
-local function start(root)
-  local script = ("cd %s && (%s run > run.log 2>&1 & echo $! > run.pid; wait $!; echo $? > run.status) &")
-    :format(root, BIN)
+-- of its log and of the file that will hold its exit status. prefix (no
+-- single quotes) goes before the command, e.g. setpriv.
+local function start(root, prefix)
+  local script = ("cd %s && (%s%s run > run.log 2>&1 & echo $! > run.pid; wait $!; echo $? > run.status) &")
+    :format(root, prefix or "", BIN)
   assert(sh("sh -c '" .. script .. "'"))
   local pid
   for _ = 1, 200 do
@@ -87,6 +89,70 @@ describe("workerhost run", function()
     assert.truthy(log_has(root, "quiet: no new jobs will start"))
     assert(sh("kill -INT " .. pid))
     assert.are.equal(0, status_of(root))
+  end)
+
+  -- Linux makes /proc/PID owned by root while a process is not dumpable
+  -- (prctl PR_SET_DUMPABLE 0), and by its user otherwise; so a host run as
+  -- root is run as nobody here, to tell the two apart.
+  local function run_as()
+    local p = io.popen("id -u")
+    local uid = tonumber(p:read("a"))
+    p:close()
+    if uid ~= 0 then return "", uid end
+    local prefix = "setpriv --reuid=65534 --regid=65534 --clear-groups "
+    if not sh(prefix .. BIN .. " version > /dev/null 2>&1") then return nil end
+    return prefix, 65534
+  end
+
+  local function owner(path)
+    local p = io.popen("stat -c %u " .. path .. " 2> /dev/null")
+    local s = p:read("a")
+    p:close()
+    return tonumber(s)
+  end
+
+  it("is not dumpable, unless workers.allow_core_dumps is true", function()
+    local prefix, uid = run_as()
+    if prefix == nil then
+      pending("needs setpriv, and the build readable by nobody, to run the host as another user")
+      return
+    end
+    for _, case in ipairs { { "", 0 }, { "  allow_core_dumps: false\n", 0 }, { "  allow_core_dumps: true\n", uid } } do
+      root = make_root("BackgroundAsync", case[1])
+      assert(sh("chmod 755 " .. root))
+      local pid = start(root, prefix)
+      local ok, failure = pcall(function()
+        assert.truthy(log_has(root, "running: BackgroundAsync mode"))
+        assert.are.equal(case[2], owner("/proc/" .. pid .. "/status"), case[1])
+      end)
+      assert(sh("kill -TERM " .. pid))
+      assert.are.equal(0, status_of(root))
+      if not ok then error(failure, 0) end
+      sh("rm -rf " .. root)
+    end
+  end)
+
+  it("can be reloaded by its user although its /proc/PID/exe is closed to it", function()
+    local prefix, uid = run_as()
+    if prefix == nil or prefix == "" then
+      pending("needs root and setpriv, to run the host and the reload as nobody")
+      return
+    end
+    root = make_root("BackgroundAsync")
+    assert(sh("chmod 755 " .. root .. " && mkdir " .. root .. "/tmp && chown " .. uid .. " " .. root .. "/tmp"))
+    local pid = start(root, prefix)
+    local ok, failure = pcall(function()
+      assert.truthy(log_has(root, "running: BackgroundAsync mode"))
+      assert.falsy(sh(prefix .. "readlink /proc/" .. pid .. "/exe > /dev/null 2>&1"))
+      local p = io.popen(prefix .. BIN .. " --root " .. root .. " reload --local 2>&1; echo EXIT:$?")
+      local out = p:read("a")
+      p:close()
+      assert.matches("reloaded workerhost pid " .. pid, out, 1, true)
+      assert.matches("EXIT:0", out, 1, true)
+    end)
+    assert(sh("kill -TERM " .. pid))
+    assert.are.equal(0, status_of(root))
+    if not ok then error(failure, 0) end
   end)
 
   it("refuses ForegroundBlocking, where there is nothing to run", function()

@@ -72,7 +72,12 @@ typedef struct wh_host_options {
 /* Reads the configuration and loads and checks every worker script.
  * On success *out is an owned host: free it with wh_host_free.
  * Errors: WH_ECONFIG (with file, line, column and key path), WH_ESCRIPT
- * (with file and line). Thread: any; the calling thread becomes the owner. */
+ * (with file and line). Thread: any; the calling thread becomes the owner.
+ * Process-wide state is left alone: it neither unsets the environment
+ * variables the configuration read nor makes the process non-dumpable, and
+ * workers.allow_core_dumps has no effect here. The workerhost command does
+ * both itself (prctl(PR_SET_DUMPABLE, 0), unsetenv before threads start);
+ * an embedding program that wants the same does it too. */
 int wh_host_new(wh_host **out, const wh_host_options *opts, wh_err *err);
 
 /* Starts processing according to workers.mode. In ForegroundBlocking mode

@@ -81,6 +81,8 @@ static void test_defaults_from_empty_text(void) {
         ASSERT_EQ_INT(cfg->max_payload_bytes, 16 * MIB);
         ASSERT(!cfg->reload);
         ASSERT(!cfg->allow_unknown_classes);
+        ASSERT(!cfg->allow_core_dumps);
+        ASSERT(cfg->secret_env == NULL);
         ASSERT_STREQ(cfg->queue_uri, "redis://127.0.0.1:6379/0");
         ASSERT(cfg->queue_namespace == NULL);
         ASSERT_EQ_INT(cfg->log_level, WH_LOG_INFO);
@@ -141,6 +143,7 @@ static void test_every_key(void) {
         "  max_payload_bytes: 1048576\n"
         "  reload: true\n"
         "  allow_unknown_classes: true\n"
+        "  allow_core_dumps: true\n"
         "queue:\n"
         "  uri: redis://redis.local:6380/2\n"
         "  namespace: myapp\n"
@@ -172,6 +175,7 @@ static void test_every_key(void) {
     ASSERT_EQ_INT(cfg->max_payload_bytes, 1048576);
     ASSERT(cfg->reload);
     ASSERT(cfg->allow_unknown_classes);
+    ASSERT(cfg->allow_core_dumps);
     ASSERT_STREQ(cfg->queue_uri, "redis://redis.local:6380/2");
     ASSERT_STREQ(cfg->queue_namespace, "myapp");
     ASSERT_EQ_INT(cfg->log_level, WH_LOG_DEBUG);
@@ -241,7 +245,7 @@ static void test_unknown_key_and_section(void) {
                  NAME ":5:3: workers.colour: unknown key (known keys: mode, concurrency, scripts, lua_path, "
                       "queues, timeout, memory_limit, shutdown_timeout, recycle_after_jobs, "
                       "recycle_above_memory, queue_limit, dead_limit, max_payload_bytes, reload, "
-                      "allow_unknown_classes)");
+                      "allow_unknown_classes, allow_core_dumps)");
     ASSERT_STREQ(refuse("queue:\n  url: redis://x\n"),
                  NAME ":2:3: queue.url: unknown key (known keys: uri, namespace)");
     ASSERT_STREQ(refuse("logger:\n  lvl: info\n"),
@@ -302,11 +306,19 @@ static void test_booleans(void) {
                  bad[i]);
         ASSERT_STREQ(refuse(text), want);
     }
-    wh_config *cfg = parse("workers:\n  reload: \"true\"\n  allow_unknown_classes: false\n");
+    wh_config *cfg = parse("workers:\n  reload: \"true\"\n  allow_unknown_classes: false\n"
+                           "  allow_core_dumps: false\n");
     ASSERT(cfg != NULL);
     ASSERT(cfg->reload);
     ASSERT(!cfg->allow_unknown_classes);
+    ASSERT(!cfg->allow_core_dumps);
     wh_config_free(cfg);
+    ASSERT_STREQ(refuse("workers:\n  allow_core_dumps: yes\n"),
+                 NAME ":2:21: workers.allow_core_dumps: expected true or false, got \"yes\" "
+                      "(write true or false; yes/no, on/off and other spellings are not accepted)");
+    ASSERT_STREQ(refuse("workers:\n  allow_core_dumps:\n"),
+                 NAME ":2:20: workers.allow_core_dumps: expected true or false, got an empty value "
+                      "(remove the key to use the default, false)");
 }
 
 /* ==== sizes and durations =============================================== */
@@ -556,6 +568,74 @@ static void test_env_substitution(void) {
     unsetenv("WH_T_WORD");
 }
 
+/* A queue.uri that may hold a password is never quoted whole: neither the
+ * value nor the ${...} text it came from (issue: faults #12). */
+static void test_uri_password_redacted(void) {
+    static const struct { const char *url, *shown; } cases[] = {
+        {"http://:s3cret@host", "\"http://***@host\""},
+        {"http://u:s3cret@host:6379/0", "\"http://***@host:6379/0\""},
+        {"redis:/:s3cret@host", "\"redis:***@host\""},
+        {"s3cret@host", "\"***@host\""},
+        {"localhost:s3cret@/x@host", "\"localhost:***@host\""},
+        {"redis//:s3cret@host", "\"redis//***@host\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setenv("WH_T_REDIS_URL", cases[i].url, 1);
+        const char *msg = refuse("queue:\n  uri: ${WH_T_REDIS_URL}\n");
+        if (strstr(msg, "s3cret") != NULL) WH_TEST_FAIL("%s: the password is shown: %s", cases[i].url, msg);
+        ASSERT_CONTAINS(msg, NAME ":2:8: queue.uri: expected a URI such as redis://host:6379/0");
+        ASSERT_CONTAINS(msg, cases[i].shown);
+        ASSERT_CONTAINS(msg, "(from \"${WH_T_REDIS_URL}\")");
+    }
+    unsetenv("WH_T_REDIS_URL");
+    /* written in the file, not from the environment */
+    ASSERT_STREQ(refuse("queue:\n  uri: \"http://admin:s3cret@host/0\"\n"),
+                 NAME ":2:8: queue.uri: expected a URI such as redis://host:6379/0 (schemes redis://, rediss://, "
+                      "unix://), got \"http://***@host/0\"");
+    /* a password around a malformed ${ */
+    const char *msg = refuse("queue:\n  uri: \"redis://u:s3cret${X@host\"\n");
+    if (strstr(msg, "s3cret") != NULL) WH_TEST_FAIL("shown: %s", msg);
+    ASSERT_STREQ(msg, NAME ":2:8: queue.uri: unterminated \"***@host\": missing \"}\"");
+    /* a URI that parses is accepted as it is (wh_redis_uri_parse refuses the
+     * rest later, without quoting it) */
+    setenv("WH_T_REDIS_URL", "redis://:s3cret@host:notaport/0", 1);
+    wh_config *cfg = parse("queue:\n  uri: ${WH_T_REDIS_URL}\n");
+    ASSERT(cfg != NULL);
+    wh_config_free(cfg);
+    unsetenv("WH_T_REDIS_URL");
+}
+
+/* secret_env: the variables whose values went into queue.uri, which the
+ * command unsets; no other variable (faults #13). */
+static void test_secret_env(void) {
+    setenv("WH_T_REDIS_URL", "redis://:s3cret@host:6379/0", 1);
+    setenv("WH_T_PW", "s3cret", 1);
+    setenv("WH_T_N", "3", 1);
+    setenv("WH_T_EMPTY", "", 1);
+    unsetenv("WH_T_UNSET");
+    wh_config *cfg = parse("workers:\n  concurrency: ${WH_T_N}\nqueue:\n  uri: ${WH_T_REDIS_URL}\n");
+    if (cfg == NULL) WH_TEST_FAIL("refused: %s", errmsg);
+    ASSERT(cfg->secret_env != NULL);
+    ASSERT_STREQ(cfg->secret_env[0], "WH_T_REDIS_URL");
+    ASSERT(cfg->secret_env[1] == NULL);
+    wh_config_free(cfg);
+    /* every variable used in the URI; not one that gave way to its default */
+    cfg = parse("queue:\n  uri: \"redis://:${WH_T_PW}@${WH_T_UNSET:-h}:${WH_T_EMPTY:-1}/$${X}\"\n");
+    if (cfg == NULL) WH_TEST_FAIL("refused: %s", errmsg);
+    ASSERT_STREQ(cfg->queue_uri, "redis://:s3cret@h:1/${X}");
+    ASSERT_STREQ(cfg->secret_env[0], "WH_T_PW");
+    ASSERT(cfg->secret_env[1] == NULL);
+    wh_config_free(cfg);
+    cfg = parse("queue:\n  uri: redis://h\n  namespace: ${WH_T_N}\n");
+    ASSERT(cfg != NULL);
+    ASSERT(cfg->secret_env == NULL);
+    wh_config_free(cfg);
+    unsetenv("WH_T_REDIS_URL");
+    unsetenv("WH_T_PW");
+    unsetenv("WH_T_N");
+    unsetenv("WH_T_EMPTY");
+}
+
 /* ==== YAML itself ======================================================= */
 
 static void test_yaml_errors(void) {
@@ -786,6 +866,8 @@ int main(void) {
     RUN(test_strings_and_paths);
     RUN(test_queues);
     RUN(test_env_substitution);
+    RUN(test_uri_password_redacted);
+    RUN(test_secret_env);
     RUN(test_yaml_errors);
     RUN(test_duplicates);
     RUN(test_aliases);

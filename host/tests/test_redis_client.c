@@ -263,6 +263,37 @@ static void test_uri_redacted(void) {
     }
 }
 
+/* Any text, parsed or not: one form, and no password (faults #12). */
+static void test_uri_redact_text(void) {
+    static const struct { const char *text, *shown; } cases[] = {
+        {"redis://alice:s3cret@h:1/2", "redis://alice:***@h:1/2"}, /* parses: as wh_redis_uri_redacted */
+        {"redis://s3cret@h", "redis://:***@h:6379/0"},
+        {"redis://:s3cret@host:notaport/0", "redis://***@host:notaport/0"},
+        {"redis://u:s3cret@[::1", "redis://***@[::1"},
+        {"redis://u:s3c@ret@host:x", "redis://***@host:x"},   /* the last '@' */
+        {"rediss://:s3cret@host", "rediss://***@host"},
+        {"unix://:s3cret@run/r.sock", "unix://***@run/r.sock"},
+        {"http://u:s3cret@host", "http://***@host"},
+        {"redis:/:s3cret@host", "redis:***@host"},             /* no "//": after the first ':' */
+        {"s3cret@host", "***@host"},                           /* neither: from the start */
+        {"redis://host:notaport", "redis://host:notaport"},    /* no '@': as it is */
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[256];
+        wh_redis_uri_redact(cases[i].text, buf, sizeof buf);
+        ASSERT_STREQ(buf, cases[i].shown);
+        char small[6];
+        wh_redis_uri_redact(cases[i].text, small, sizeof small); /* truncated, terminated */
+        ASSERT(strlen(small) <= 5);
+        ASSERT(strstr(small, "s3c") == NULL);
+    }
+    char one[1] = {'x'};
+    wh_redis_uri_redact("redis://:s3cret@h:x", one, sizeof one);
+    ASSERT_EQ_INT(one[0], '\0');
+    wh_redis_uri_redact("redis://:s3cret@h:x", NULL, 0); /* n == 0: nothing written */
+}
+
 static void test_connect_bad_calls(void) {
     wh_redis_uri u;
     wh_err err;
@@ -875,6 +906,7 @@ int main(void) {
     RUN(test_uri_forms);
     RUN(test_uri_bad);
     RUN(test_uri_redacted);
+    RUN(test_uri_redact_text);
     RUN(test_connect_bad_calls);
     RUN(test_connect_refused);
     if (load_catalog() != 0) return 1;

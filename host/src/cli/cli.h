@@ -19,8 +19,17 @@ int wh_cli_exit_status(int rc);
 /* Prints "workerhost CMD: <message>" and a hint; returns 2. */
 int wh_cli_usage_error(const char *cmd, const char *fmt, const char *arg);
 /* Creates the host from the global options (mode forced if not NULL);
- * prints the error and returns 2 on failure. */
+ * prints the error and returns 2 on failure. On success it has called
+ * wh_cli_config_loaded. */
 int wh_cli_open_host(const wh_cli *cli, const wh_mode *mode, wh_host **out);
+/* What the command does with every configuration it loads, before any
+ * thread starts (setenv/unsetenv are not thread-safe): unsets the
+ * environment variables that went into queue.uri (cfg->secret_env), and
+ * makes the process non-dumpable (no core, no ptrace by the same user,
+ * /proc/PID/mem and environ closed to other processes) unless
+ * workers.allow_core_dumps is true. The library (wh_host_new) does neither:
+ * it changes no process-wide state behind its embedder's back. */
+void wh_cli_config_loaded(const wh_config *cfg);
 
 int wh_cli_enqueue(const wh_cli *cli);
 int wh_cli_generate(const wh_cli *cli);

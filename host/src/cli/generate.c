@@ -84,6 +84,7 @@ int wh_cli_generate(const wh_cli *cli) {
         fprintf(stderr, "workerhost: %s\n", err.msg);
         return 2;
     }
+    wh_cli_config_loaded(cfg);
     wh_buf wpath = WH_BUF_INIT, spath = WH_BUF_INIT, sdir = WH_BUF_INIT, wtext = WH_BUF_INIT, stext = WH_BUF_INIT;
     wh_buf_printf(&wpath, "%s/%s.lua", cfg->scripts_dir, file);
     wh_buf_printf(&sdir, "%s/spec/workers", cfg->root);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -111,6 +112,12 @@ static int parse_globals(int argc, char **argv, wh_cli *cli) {
     return 0;
 }
 
+void wh_cli_config_loaded(const wh_config *cfg) {
+    for (size_t i = 0; cfg->secret_env && cfg->secret_env[i]; i++) unsetenv(cfg->secret_env[i]);
+    if (!cfg->allow_core_dumps && prctl(PR_SET_DUMPABLE, 0L, 0L, 0L, 0L) != 0)
+        wh_log(WH_LOG_WARN, NULL, NULL, "cannot make the process non-dumpable: %s", strerror(errno));
+}
+
 int wh_cli_open_host(const wh_cli *cli, const wh_mode *mode, wh_host **out) {
     wh_host_options o = {cli->root, cli->env, cli->config};
     wh_err err = WH_ERR_INIT;
@@ -119,6 +126,7 @@ int wh_cli_open_host(const wh_cli *cli, const wh_mode *mode, wh_host **out) {
         fprintf(stderr, "workerhost: %s\n", err.msg);
         return EXIT_USAGE;
     }
+    wh_cli_config_loaded(wh_host_config(*out));
     /* the config's logger settings, unless given on the command line */
     const wh_config *cfg = wh_host_config(*out);
     wh_log_level lvl = cfg->log_level;

@@ -381,6 +381,7 @@ int wh_cli_stats(const wh_cli *cli) {
     wh_err err = WH_ERR_INIT;
     int rc = wh_config_load(&cfg, &src, &err);
     if (rc) return fail(rc, err.msg);
+    wh_cli_config_loaded(cfg);
     wh_redis_client *c = NULL;
     wh_redis_stats s = {0};
     rc = wh_cli_redis_connect(cfg, &c, &err);

@@ -147,15 +147,34 @@ static bool exe_base(const char *link, char *out, size_t n) {
     return true;
 }
 
+/* /proc/PID/comm (the program's name, cut to 15 bytes) into out. */
+static bool comm_of(long pid, char *out, size_t n) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return false;
+    bool ok = fgets(out, (int)n, f) != NULL;
+    fclose(f);
+    if (ok) out[strcspn(out, "\n")] = '\0';
+    return ok;
+}
+
 /* True when pid runs the workerhost program (Linux: /proc/PID/exe is named
  * workerhost*, or as this program is), so a stale pid file never gets an
- * unrelated process signalled. */
+ * unrelated process signalled. A running host is not dumpable (see
+ * wh_cli_config_loaded), so unless we are root its exe link cannot be read:
+ * then its comm, the name cut to 15 bytes, is compared. */
 static bool is_workerhost(long pid) {
     char link[64], base[256], self[256];
+    size_t cmp = sizeof base;
     snprintf(link, sizeof link, "/proc/%ld/exe", pid);
-    if (!exe_base(link, base, sizeof base)) return access("/proc/self/exe", F_OK) != 0; /* no /proc: trust it */
+    if (!exe_base(link, base, sizeof base)) {
+        if (errno != EACCES || !comm_of(pid, base, sizeof base))
+            return access("/proc/self/exe", F_OK) != 0; /* no /proc: trust it */
+        cmp = 15;
+    }
     if (strncmp(base, "workerhost", 10) == 0) return true;
-    return exe_base("/proc/self/exe", self, sizeof self) && strcmp(base, self) == 0;
+    return exe_base("/proc/self/exe", self, sizeof self) && strncmp(base, self, cmp) == 0;
 }
 
 static void print_status(const status *s) {
@@ -238,6 +257,7 @@ int wh_cli_reload(const wh_cli *cli) {
     wh_config *cfg = NULL;
     wh_err cerr = WH_ERR_INIT;
     if (wh_config_load(&cfg, &src, &cerr) != 0) cfg = wh_config_defaults(cli->root, cli->env); /* local only */
+    wh_cli_config_loaded(cfg);
     bool fleet = !local_only && !status_only && cfg->mode == WH_MODE_BACKGROUND_QUEUE;
     char *pidpath = tmp_path(cfg->root, "workerhost.pid");
     char *statpath = tmp_path(cfg->root, "workerhost.reload");

@@ -27,6 +27,7 @@
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/mem.h"
+#include "redis/uri.h"
 
 /* ==== the table ======================================================== */
 
@@ -46,6 +47,9 @@ typedef enum cfg_type {
 
 #define F_NULLABLE 1u    /* null (or "") means absent: the field is NULL */
 #define F_DEV_DEFAULT 2u /* bool whose default is true only in the development env */
+#define F_SECRET 4u      /* a URI that may hold a password: messages show it through
+                          * wh_redis_uri_redact, and the variables ${VAR} put into it
+                          * are listed in secret_env (see config.h) */
 
 /* Extra validation of a string value: returns NULL when the value is fine,
  * else what was expected (static text, used as "expected <that>, got ..."). */
@@ -108,7 +112,9 @@ static const cfg_row rows[] = {
     ROW("workers", "max_payload_bytes", T_SIZE, max_payload_bytes, "16MiB", .min = 1, .max = SIZE_MAX),
     ROW("workers", "reload", T_BOOL, reload, NULL, .flags = F_DEV_DEFAULT),
     ROW("workers", "allow_unknown_classes", T_BOOL, allow_unknown_classes, "false"),
-    ROW("queue", "uri", T_STRING, queue_uri, "redis://127.0.0.1:6379/0", .check = check_redis_uri),
+    ROW("workers", "allow_core_dumps", T_BOOL, allow_core_dumps, "false"),
+    ROW("queue", "uri", T_STRING, queue_uri, "redis://127.0.0.1:6379/0", .flags = F_SECRET,
+        .check = check_redis_uri),
     ROW("queue", "namespace", T_STRING, queue_namespace, NULL, .flags = F_NULLABLE),
     ROW("logger", "level", T_ENUM, log_level, "info", .names = level_names),
     ROW("logger", "format", T_ENUM, log_format, "text", .names = format_names),
@@ -149,6 +155,22 @@ static void put_quoted(wh_buf *b, const char *s, size_t len) {
     }
     if (shown < len) wh_buf_puts(b, "...");
     wh_buf_putc(b, '"');
+}
+
+/* Like put_quoted; when secret (the value may hold a password), the text
+ * goes through wh_redis_uri_redact first. */
+static void put_value(wh_buf *b, const char *s, size_t len, bool secret) {
+    if (!secret) {
+        put_quoted(b, s, len);
+        return;
+    }
+    char *text = wh_xstrndup(s, len);
+    size_t n = len + 64; /* the parsed form may add a port and a db */
+    char *shown = wh_xmalloc(n);
+    wh_redis_uri_redact(text, shown, n);
+    put_quoted(b, shown, strlen(shown));
+    wh_free(shown);
+    wh_free(text);
 }
 
 /* "1MiB", "16MiB", "1000 bytes": a size for messages and the docs. */
@@ -334,8 +356,11 @@ static bool conv_size(const char *s, unsigned long long *out) {
  * out. A $ followed by anything else is literal. An unset NAME without a
  * default is an error; a set-but-empty NAME with ":-" takes the default.
  * Returns true, or false with what is wrong in why. *changed tells whether
- * anything was replaced. */
-static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh_buf *why) {
+ * anything was replaced. With secret (s may hold a password), the parts of
+ * s quoted in why are redacted, and the name of every variable whose value
+ * was used is appended to used, each followed by a NUL. */
+static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh_buf *why, bool secret,
+                       wh_buf *used) {
     *changed = false;
     wh_buf_reserve(out, len);
     wh_buf_append(out, "", 0); /* NUL-terminated even when s is empty */
@@ -360,7 +385,7 @@ static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh
         const char *close = memchr(s + j, '}', len - j);
         if (close == NULL) {
             wh_buf_puts(why, "unterminated ");
-            put_quoted(why, s + i, len - i);
+            put_value(why, s + i, len - i, secret);
             wh_buf_puts(why, ": missing \"}\"");
             return false;
         }
@@ -369,7 +394,7 @@ static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh
         size_t def0 = 0;
         if (j == name0) {
             wh_buf_puts(why, "malformed ");
-            put_quoted(why, s + i, end + 1 - i);
+            put_value(why, s + i, end + 1 - i, secret);
             wh_buf_puts(why, ": a variable name starts with a letter or \"_\" and has only letters, digits and \"_\"");
             return false;
         }
@@ -379,7 +404,7 @@ static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh
                 def0 = j + 2;
             } else {
                 wh_buf_puts(why, "malformed ");
-                put_quoted(why, s + i, end + 1 - i);
+                put_value(why, s + i, end + 1 - i, secret);
                 wh_buf_puts(why, ": write ${NAME} or ${NAME:-default}, where NAME has only letters, digits and \"_\"");
                 return false;
             }
@@ -388,7 +413,7 @@ static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh
             for (size_t k = def0; k + 1 < end; k++)
                 if (s[k] == '$' && s[k + 1] == '{') {
                     wh_buf_puts(why, "malformed ");
-                    put_quoted(why, s + i, end + 1 - i);
+                    put_value(why, s + i, end + 1 - i, secret);
                     wh_buf_puts(why, ": a ${...} inside a default is not supported");
                     return false;
                 }
@@ -397,6 +422,7 @@ static bool expand_env(const char *s, size_t len, wh_buf *out, bool *changed, wh
         const char *value = getenv(name);
         if (value != NULL && (value[0] != '\0' || !has_def)) {
             wh_buf_puts(out, value);
+            if (secret) wh_buf_append(used, name, strlen(name) + 1);
         } else if (has_def) {
             wh_buf_append(out, s + def0, end - def0);
         } else {
@@ -420,6 +446,8 @@ typedef struct ctx {
     wh_config *cfg;               /* being filled (borrowed) */
     wh_err *err;
     wh_buf val;                   /* the current scalar after substitution */
+    bool secret;                  /* the current row has F_SECRET */
+    wh_buf secret_used;           /* variables put into F_SECRET values: "NAME\0NAME\0" */
     yaml_node_t *key_at[NROWS];   /* where each key was written, NULL = not written */
     yaml_node_t *val_at[NROWS];   /* and its value */
 } ctx;
@@ -466,19 +494,19 @@ static bool is_null(const yaml_node_t *n) {
 
 /* Describes a node for "got ...": "a mapping", "a list", "null", or the
  * quoted value (after substitution, with the original when it changed). */
-static void put_got(wh_buf *b, const yaml_node_t *n, const scalar *sv) {
+static void put_got(wh_buf *b, const yaml_node_t *n, const scalar *sv, bool secret) {
     if (n->type == YAML_MAPPING_NODE) wh_buf_puts(b, "a mapping");
     else if (n->type == YAML_SEQUENCE_NODE) wh_buf_puts(b, "a list");
     else if (is_null(n)) wh_buf_puts(b, n->data.scalar.length ? "null" : "an empty value");
     else if (sv) {
-        put_quoted(b, sv->s, sv->len);
+        put_value(b, sv->s, sv->len, secret);
         if (sv->changed) {
             wh_buf_puts(b, " (from ");
-            put_quoted(b, sv->raw, sv->rawlen);
+            put_value(b, sv->raw, sv->rawlen, secret);
             wh_buf_putc(b, ')');
         }
     } else {
-        put_quoted(b, (const char *)n->data.scalar.value, n->data.scalar.length);
+        put_value(b, (const char *)n->data.scalar.value, n->data.scalar.length, secret);
     }
 }
 
@@ -487,7 +515,7 @@ static int fail_type(ctx *c, const yaml_node_t *n, const char *path, const char 
                      const scalar *sv, const char *extra) {
     wh_buf b = WH_BUF_INIT;
     wh_buf_printf(&b, "expected %s, got ", expected);
-    put_got(&b, n, sv);
+    put_got(&b, n, sv, c->secret);
     if (extra) wh_buf_printf(&b, " %s", extra);
     int rc = fail(c, &n->start_mark, path, "%s", wh_buf_cstr(&b));
     wh_buf_free(&b);
@@ -565,7 +593,7 @@ static int scalar_value(ctx *c, const yaml_node_t *n, const char *path, scalar *
     wh_buf_reset(&c->val);
     if (!sv->null) {
         wh_buf why = WH_BUF_INIT;
-        if (!expand_env(sv->raw, sv->rawlen, &c->val, &sv->changed, &why)) {
+        if (!expand_env(sv->raw, sv->rawlen, &c->val, &sv->changed, &why, c->secret, &c->secret_used)) {
             int rc = fail(c, &n->start_mark, path, "%s", wh_buf_cstr(&why));
             wh_buf_free(&why);
             return rc;
@@ -829,11 +857,28 @@ static int parse_queues(ctx *c, const cfg_row *r, const yaml_node_t *n, const ch
 }
 
 static int parse_row(ctx *c, const cfg_row *r, const yaml_node_t *n, const char *path) {
+    c->secret = (r->flags & F_SECRET) != 0;
+    int rc;
     switch (r->type) {
-    case T_PATHLIST: return parse_pathlist(c, r, n, path);
-    case T_QUEUES: return parse_queues(c, r, n, path);
-    default: return parse_scalar(c, r, n, path);
+    case T_PATHLIST: rc = parse_pathlist(c, r, n, path); break;
+    case T_QUEUES: rc = parse_queues(c, r, n, path); break;
+    default: rc = parse_scalar(c, r, n, path); break;
     }
+    c->secret = false;
+    return rc;
+}
+
+/* cfg->secret_env from c->secret_used (stays NULL when no variable was used). */
+static void set_secret_env(ctx *c) {
+    size_t count = 0;
+    for (size_t i = 0; i < c->secret_used.len; i++)
+        if (c->secret_used.data[i] == '\0') count++;
+    if (count == 0) return;
+    char **list = wh_xcalloc(count + 1, sizeof *list);
+    size_t k = 0;
+    for (size_t i = 0; i < c->secret_used.len; i += strlen(c->secret_used.data + i) + 1)
+        list[k++] = wh_xstrdup(c->secret_used.data + i);
+    c->cfg->secret_env = list;
 }
 
 /* ==== the document ====================================================== */
@@ -1019,6 +1064,7 @@ static int parse_text(wh_config **out, const char *name, const char *text, size_
     c.file = c.cfg->file;
     c.err = err;
     wh_buf_init(&c.val);
+    wh_buf_init(&c.secret_used);
 
     yaml_parser_t parser;
     yaml_document_t doc, extra;
@@ -1045,12 +1091,14 @@ static int parse_text(wh_config **out, const char *name, const char *text, size_
     }
     c.doc = &doc;
     rc = apply_document(&c);
+    if (rc == 0) set_secret_env(&c);
 out_doc:
     yaml_document_delete(&doc);
 out_parser:
     yaml_parser_delete(&parser);
 out_cfg:
     wh_buf_free(&c.val);
+    wh_buf_free(&c.secret_used);
     if (rc) {
         wh_config_free(c.cfg);
         return rc;
@@ -1148,6 +1196,8 @@ int wh_config_load(wh_config **out, const wh_config_source *src, wh_err *err) {
 void wh_config_free(wh_config *cfg) {
     if (cfg == NULL) return;
     for (size_t i = 0; i < NROWS; i++) free_field(cfg, &rows[i]);
+    for (size_t i = 0; cfg->secret_env && cfg->secret_env[i]; i++) wh_free(cfg->secret_env[i]);
+    wh_free(cfg->secret_env);
     wh_free(cfg->root);
     wh_free(cfg->env);
     wh_free(cfg->file);

@@ -55,10 +55,18 @@ typedef struct wh_config {
     size_t max_payload_bytes;     /* workers.max_payload_bytes: default 16 MiB */
     bool reload;                  /* workers.reload: default true in development, else false */
     bool allow_unknown_classes;   /* workers.allow_unknown_classes: default false */
+    bool allow_core_dumps;        /* workers.allow_core_dumps: default false. Read by the
+                                   * command only, which makes itself non-dumpable unless
+                                   * it is true; the library changes no process-wide state */
 
     /* queue: (BackgroundQueue) */
     char *queue_uri;              /* queue.uri; default redis://127.0.0.1:6379/0 */
     char *queue_namespace;        /* queue.namespace; NULL when absent */
+
+    /* Names of the environment variables whose values ${VAR} put into a value
+     * that may hold a password (queue.uri), NULL-terminated, or NULL when
+     * none. Owned. The command unsets them once the config is loaded. */
+    char **secret_env;
 
     /* logger: */
     wh_log_level log_level;       /* logger.level: debug|info|warn|error; default info */

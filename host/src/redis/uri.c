@@ -152,6 +152,26 @@ void wh_redis_uri_redacted(const wh_redis_uri *u, char *buf, size_t n) {
              v6 ? "]" : "", u->port, u->db);
 }
 
+void wh_redis_uri_redact(const char *uri, char *buf, size_t n) {
+    if (n == 0) return;
+    if (uri == NULL) uri = "";
+    wh_redis_uri u;
+    if (wh_redis_uri_parse(uri, &u, NULL) == 0) {
+        wh_redis_uri_redacted(&u, buf, n);
+        wh_redis_uri_free(&u);
+        return;
+    }
+    const char *at = strrchr(uri, '@');
+    if (at == NULL) {
+        snprintf(buf, n, "%s", uri);
+        return;
+    }
+    const char *start = uri, *s;
+    if ((s = strstr(uri, "//")) != NULL && s < at) start = s + 2;
+    else if ((s = memchr(uri, ':', (size_t)(at - uri))) != NULL) start = s + 1;
+    snprintf(buf, n, "%.*s***%s", (int)(start - uri), uri, at);
+}
+
 void wh_redis_uri_copy(wh_redis_uri *dst, const wh_redis_uri *src) {
     *dst = *src;
     dst->host = wh_xstrdup(src->host);

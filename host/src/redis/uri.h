@@ -12,8 +12,14 @@
  * A userinfo without ':' (redis://secret@host) is a password. TLS
  * (rediss://) is refused: Debian's hiredis 0.14 has no TLS.
  *
- * Passwords never appear in logs or error messages: print
- * wh_redis_uri_redacted, and no message of wh_redis_uri_parse quotes the URI. */
+ * Passwords never appear in logs or error messages: every message that
+ * shows a URI prints wh_redis_uri_redacted (a parsed URI) or
+ * wh_redis_uri_redact (any text, such as a config value), and no message of
+ * wh_redis_uri_parse quotes the URI. The one form: the password becomes
+ * "***" and the user name stays (redis://user:***@host:6379/0); a text that
+ * does not parse has everything between "//" and the last '@' replaced by
+ * "***" (redis://:pw@host:x/0 becomes "redis://" "***@host:x/0"), since
+ * which part is a user and which a password is unclear then. */
 #ifndef WH_URI_H
 #define WH_URI_H
 
@@ -41,6 +47,16 @@ int wh_redis_uri_parse(const char *uri, wh_redis_uri *out, wh_err *err);
  *   redis://user:***@host:6379/0, redis://:***@[::1]:6380/2,
  *   unix:///run/redis.sock?db=1 */
 void wh_redis_uri_redacted(const wh_redis_uri *u, char *buf, size_t n);
+
+/* Writes the text uri (any string: a config value, a malformed URI) for
+ * messages into buf (n bytes, always NUL-terminated, truncated if needed).
+ * A URI that parses is written as wh_redis_uri_redacted writes it. Any other
+ * text with an '@' has what lies between "//" (else the first ':', else the
+ * start) and its last '@' replaced by "***":
+ *   redis://:pw@host:notaport/0 -> "redis://" "***@host:notaport/0"
+ *   http://u:pw@host            -> "http://" "***@host"
+ * Text without an '@' is copied as it is (it holds no credentials). */
+void wh_redis_uri_redact(const char *uri, char *buf, size_t n);
 
 /* Deep copy of src into *dst (owned: wh_redis_uri_free). */
 void wh_redis_uri_copy(wh_redis_uri *dst, const wh_redis_uri *src);
