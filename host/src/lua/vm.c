@@ -12,9 +12,13 @@
 #include "core/mem.h"
 #include "lua/lcall.h"
 
+/* Why the VM's allocator last refused to grow. */
+enum { OOM_NONE, OOM_LIMIT, OOM_SYSTEM };
+
 struct wh_vm {
     lua_State *L;
     size_t used, limit;
+    int oom; /* OOM_*: reset when a job starts */
     bool tainted;
     /* deadline of the running job (monotonic seconds), 0 = none */
     double deadline, timeout;
@@ -45,9 +49,26 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         vm->used -= osize;
         return NULL;
     }
-    if (vm->limit && nsize > osize && vm->used + (nsize - osize) > vm->limit) return NULL;
+    if (nsize > osize) {
+        if (vm->limit && vm->used + (nsize - osize) > vm->limit) {
+            vm->oom = OOM_LIMIT;
+            return NULL;
+        }
+        /* a host allocation is waiting for memory the system refused
+         * (core/mem.h): give memory back rather than take more */
+        if (wh_mem_starving()) {
+            vm->oom = OOM_SYSTEM;
+            return NULL;
+        }
+    }
+    /* The system may refuse before the limit (ulimit -v, a cgroup, other
+     * VMs): NULL, never an abort, so Lua raises "not enough memory" in
+     * this VM's job alone. */
     void *p = realloc(ptr, nsize);
-    if (p == NULL) return NULL;
+    if (p == NULL) {
+        if (nsize > osize) vm->oom = OOM_SYSTEM;
+        return NULL;
+    }
     vm->used = vm->used - osize + nsize;
     return p;
 }
@@ -299,14 +320,20 @@ static int load_all(lua_State *L) {
 static int build_index(wh_vm *vm, wh_err *err);
 
 wh_vm *wh_vm_new(const wh_vm_options *opts, const wh_source *sources, size_t nsources, wh_err *err) {
-    wh_vm *vm = wh_xcalloc(1, sizeof *vm);
+    /* calloc, not wh_xcalloc: a VM is built for the next job, and when the
+     * system is out of memory that job fails (WH_ENOMEM), not the host */
+    wh_vm *vm = calloc(1, sizeof *vm);
+    if (vm == NULL) {
+        wh_err_set(err, WH_ENOMEM, "cannot create a Lua VM: out of memory");
+        return NULL;
+    }
     vm->limit = opts->memory_limit;
     atomic_init(&vm->interrupt, false);
     vm->defs_ref = vm->names_ref = LUA_NOREF;
     vm->L = lua_newstate(limited_alloc, vm);
     if (vm->L == NULL) {
         wh_free(vm);
-        wh_err_set(err, WH_ENOMEM, "cannot create a Lua state (memory_limit too small?)");
+        wh_err_set(err, WH_ENOMEM, "cannot create a Lua state: out of memory (memory_limit too small?)");
         return NULL;
     }
     lua_State *L = vm->L;
@@ -378,7 +405,8 @@ static int index_protected(lua_State *L) {
 }
 
 static int build_index(wh_vm *vm, wh_err *err) {
-    vm->entries = wh_xcalloc(vm->nworkers ? vm->nworkers : 1, sizeof *vm->entries);
+    vm->entries = calloc(vm->nworkers ? vm->nworkers : 1, sizeof *vm->entries);
+    if (vm->entries == NULL) return wh_err_set(err, WH_ENOMEM, "cannot index the workers: out of memory");
     lua_pushcfunction(vm->L, index_protected);
     lua_pushlightuserdata(vm->L, vm);
     return wh_lcall_pcall(vm->L, 1, 0, WH_ESCRIPT, NULL, err);
@@ -456,6 +484,7 @@ void wh_vm_perform(wh_vm *vm, const wh_job_meta *meta, const wh_json *payload_ar
         }
     }
     vm->timed_out = false;
+    if (!nested) vm->oom = OOM_NONE;
     vm->depth++;
     res->rc = wh_lworker_perform(L, def, &info, payload_args, meta, &res->traceback, &res->err);
     vm->depth--;
@@ -471,8 +500,16 @@ void wh_vm_perform(wh_vm *vm, const wh_job_meta *meta, const wh_json *payload_ar
     }
     if (res->rc == WH_ENOMEM) {
         vm->tainted = true;
-        wh_err_set(&res->err, WH_ENOMEM, "%s: out of memory: the job passed the VM's memory limit "
-                   "(workers.memory_limit = %zu bytes)", meta->class_name, vm->limit);
+        if (vm->oom == OOM_LIMIT)
+            wh_err_set(&res->err, WH_ENOMEM, "%s: out of memory: the job passed the VM's memory limit "
+                       "(workers.memory_limit = %zu bytes)", meta->class_name, vm->limit);
+        else
+            wh_err_set(&res->err, WH_ENOMEM, "%s: out of memory: the system refused an allocation with the VM "
+                       "at %zu bytes, below its limit (workers.memory_limit = %zu bytes): the process may not use "
+                       "workers.concurrency x workers.memory_limit", meta->class_name, vm->used, vm->limit);
+        /* give back what the failed job held now, not when the VM is
+         * rebuilt: the host and the other VMs may be waiting for it */
+        lua_gc(L, LUA_GCCOLLECT, 0);
     }
     if (!nested && !vm->tainted && overlay_used(L)) {
         lua_pushcfunction(L, reset_overlay_protected);
