@@ -24,6 +24,7 @@
 #include "app/host.h"
 #include "app/job.h"
 #include "core/err.h"
+#include "lua/vm.h"
 #include "test.h"
 #include "workerhost.h"
 
@@ -229,6 +230,37 @@ static int in_child(void (*fn)(const char *), const char *arg) {
     return WEXITSTATUS(st);
 }
 
+/* A VM built when the process is out of memory (a rebuild, a recycle):
+ * WH_ENOMEM, and the next build, with memory back, works. */
+static void child_vm_build(const char *unused) {
+    (void)unused;
+    static const char code[] =
+        HEADER "local big = {} for i = 1, 2e6 do big[i] = ('z'):rep(16) .. i end\n"
+               "return wh.worker { perform = function() end }\n";
+    wh_source src = {"/app/workers/fat.lua", "@workers/fat.lua", (char *)code, sizeof code - 1, NULL};
+    wh_vm_options o = {1024 * MIB, NULL, NULL, NULL, 0, false};
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0) CHILD_FAIL("getrlimit");
+    struct rlimit low = {(rlim_t)(vm_size() + 32 * MIB), rl.rlim_max};
+    if (setrlimit(RLIMIT_AS, &low) != 0) CHILD_FAIL("setrlimit");
+    wh_err err;
+    wh_vm *vm = wh_vm_new(&o, &src, 1, &err);
+    if (vm != NULL) CHILD_FAIL("a VM of ~100 MB built under a 32 MB margin");
+    if (err.code != WH_ENOMEM) CHILD_FAIL("code %d: %s", err.code, err.msg);
+    fprintf(stderr, "  child: %s\n", err.msg);
+    if (strstr(err.msg, "the system refused") == NULL) CHILD_FAIL("message: %s", err.msg);
+    if (setrlimit(RLIMIT_AS, &rl) != 0) CHILD_FAIL("setrlimit back");
+    vm = wh_vm_new(&o, &src, 1, &err);
+    if (vm == NULL) CHILD_FAIL("with memory back: %s", err.msg);
+    wh_vm_free(vm);
+    _exit(0);
+}
+
+static void test_vm_build_out_of_memory(void) {
+    int st = in_child(child_vm_build, NULL);
+    if (st != 0) WH_TEST_FAIL("the child ended with %s %d", st < 0 ? "signal" : "status", st < 0 ? -st : st);
+}
+
 static void test_async_host_survives_the_process_limit(void) {
     make_app("BackgroundAsync");
     int st = in_child(child_async, "Hog");
@@ -258,6 +290,7 @@ int main(void) {
         fprintf(stderr, "skipped: RLIMIT_AS cannot be lowered under a sanitizer's shadow memory\n");
         return 0;
     }
+    RUN(test_vm_build_out_of_memory);
     RUN(test_async_host_survives_the_process_limit);
     RUN(test_allocations_on_behalf_of_a_job);
     RUN(test_other_jobs_meanwhile);

@@ -523,7 +523,10 @@ wh_vm *wh_vm_new(const wh_vm_options *opts, const wh_source *sources, size_t nso
     lua_pushcfunction(L, load_all);
     lua_pushlightuserdata(L, &lc);
     if (wh_lcall_pcall(L, 1, 2, WH_ESCRIPT, NULL, err) != 0) {
-        if (err && err->code == WH_ENOMEM) wh_err_prefix(err, "loading worker scripts (workers.memory_limit)");
+        if (err && err->code == WH_ENOMEM)
+            wh_err_prefix(err, vm->oom == OOM_SYSTEM ? "loading worker scripts (the system refused memory below "
+                                                       "workers.memory_limit)"
+                                                     : "loading worker scripts (workers.memory_limit)");
         goto fail;
     }
     vm->nworkers = lua_rawlen(L, -1);
