@@ -270,6 +270,11 @@ static const char hook_src[] =
     "    if m == 'co_off' then debug.sethook(co) else debug.sethook(co, function() end, 'l') end\n"
     "    while true do coroutine.resume(co) end\n"
     "  end\n"
+    "  if m == 'co_once' then\n"
+    "    local co = coroutine.create(function() while true do end end)\n"
+    "    debug.sethook(co)\n"
+    "    coroutine.resume(co) -- returns false once the deadline ends co: the job must not finish\n"
+    "  end\n"
     "  if m == 'in_hook' then\n"
     "    debug.sethook(function() debug.sethook() end, 'l')\n"
     "    while true do end\n"
@@ -309,7 +314,7 @@ static void test_timeout_survives_sethook(void) {
     wh_vm *vm = vm_new(&a, 0, &err);
     app_free(&a);
     if (vm == NULL) WH_TEST_FAIL("wh_vm_new: %s", err.msg);
-    const char *modes[] = {"off", "line", "count", "calls", "new_co", "co_off", "co_line", "in_hook"};
+    const char *modes[] = {"off", "line", "count", "calls", "new_co", "co_off", "co_line", "co_once", "in_hook"};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         char args[64];
         snprintf(args, sizeof args, "[{\"mode\":\"%s\"}]", modes[i]);

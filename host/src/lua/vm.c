@@ -97,16 +97,26 @@ static int panic(lua_State *L) {
  * masks; this hook checks the deadline first, then calls the job's. ---- */
 
 static void call_job_hook(lua_State *L, lua_Debug *ar);
+static void deadline_hook(lua_State *L, lua_Debug *ar);
+
+/* The hook on every instruction of L, and of the VM's main thread, where
+ * the job's perform runs: when L is a coroutine, the error ends it, and the
+ * code that resumed it (coroutine.resume returns false) must not go on to
+ * finish the job either. */
+static void every_instruction(wh_vm *vm, lua_State *L) {
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+    if (L != vm->L) lua_sethook(vm->L, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+}
 
 static void deadline_hook(lua_State *L, lua_Debug *ar) {
     wh_vm *vm = *(wh_vm **)lua_getextraspace(L);
     if (atomic_load_explicit(&vm->interrupt, memory_order_relaxed)) {
-        lua_sethook(L, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+        every_instruction(vm, L);
         luaL_error(L, "interrupted: the host is shutting down");
     }
     if (vm->deadline != 0 && wh_clock_monotonic() >= vm->deadline) {
         vm->timed_out = true;
-        lua_sethook(L, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+        every_instruction(vm, L);
         char secs[32]; /* lua_pushfstring has no %g */
         snprintf(secs, sizeof secs, "%g", vm->timeout);
         luaL_error(L, "timed out after %s seconds", secs);
