@@ -11,6 +11,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -253,12 +254,47 @@ static void child_vm_build(const char *unused) {
     vm = wh_vm_new(&o, &src, 1, &err);
     if (vm == NULL) CHILD_FAIL("with memory back: %s", err.msg);
     wh_vm_free(vm);
+
+    _exit(0);
+}
+
+/* The system's refusal at any point of a small VM's build, in a fresh
+ * child (whose heap holds no free memory to reuse): a VM or WH_ENOMEM,
+ * never an abort (the panic of an allocation outside a protected call). */
+static void child_vm_sweep(const char *unused) {
+    (void)unused;
+    wh_vm_options o = {1024 * MIB, NULL, NULL, NULL, 0, false};
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0) CHILD_FAIL("getrlimit");
+    struct rlimit low = rl;
+    wh_vm *vm;
+    wh_err err;
+    static const char small[] = HEADER "local t = {} for i = 1, 20000 do t[i] = {i} end\n"
+                                       "return wh.worker { args = { n = 'integer?' }, perform = function() end }\n";
+    wh_source ssrc = {"/app/workers/small.lua", "@workers/small.lua", (char *)small, sizeof small - 1, NULL};
+    int built = 0, refused = 0;
+    for (long margin = 0; margin <= 4 * MIB; margin += 16 * 1024) {
+        long now = vm_size();
+        malloc_trim(0); /* the free heap back to the system, so the build needs new mappings */
+        low.rlim_cur = (rlim_t)(now + margin);
+        if (setrlimit(RLIMIT_AS, &low) != 0) CHILD_FAIL("setrlimit");
+        vm = wh_vm_new(&o, &ssrc, 1, &err);
+        if (setrlimit(RLIMIT_AS, &rl) != 0) CHILD_FAIL("setrlimit back");
+        if (vm == NULL && err.code != WH_ENOMEM) CHILD_FAIL("margin %ld: code %d: %s", margin, err.code, err.msg);
+        if (vm) built++;
+        else refused++;
+        wh_vm_free(vm);
+    }
+    fprintf(stderr, "  child: small VMs built %d, refused %d\n", built, refused);
+    if (built == 0 || refused == 0) CHILD_FAIL("the margins did not cover both outcomes");
     _exit(0);
 }
 
 static void test_vm_build_out_of_memory(void) {
     int st = in_child(child_vm_build, NULL);
     if (st != 0) WH_TEST_FAIL("the child ended with %s %d", st < 0 ? "signal" : "status", st < 0 ? -st : st);
+    st = in_child(child_vm_sweep, NULL);
+    if (st != 0) WH_TEST_FAIL("the sweep's child ended with %s %d", st < 0 ? "signal" : "status", st < 0 ? -st : st);
 }
 
 static void test_async_host_survives_the_process_limit(void) {

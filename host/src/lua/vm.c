@@ -500,7 +500,7 @@ static int load_all(lua_State *L) {
     return 2;
 }
 
-static int build_index(wh_vm *vm, wh_err *err);
+static int finish(wh_vm *vm, wh_err *err);
 
 wh_vm *wh_vm_new(const wh_vm_options *opts, const wh_source *sources, size_t nsources, wh_err *err) {
     /* calloc, not wh_xcalloc: a VM is built for the next job, and when the
@@ -540,19 +540,7 @@ wh_vm *wh_vm_new(const wh_vm_options *opts, const wh_source *sources, size_t nso
         goto fail;
     }
     vm->nworkers = lua_rawlen(L, -1);
-    vm->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    vm->defs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (build_index(vm, err) != 0) goto fail;
-
-    /* from now on, new globals go to the per-job overlay */
-    lua_pushglobaltable(L);
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, overlay_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, overlay_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_setmetatable(L, -2);
-    lua_pop(L, 1);
+    if (finish(vm, err) != 0) goto fail; /* takes the two tables */
     drop_job_hooks(vm); /* a hook a script set while it loaded */
     lua_sethook(L, deadline_hook, LUA_MASKCOUNT, DEADLINE_COUNT);
     return vm;
@@ -575,11 +563,16 @@ size_t wh_vm_nworkers(const wh_vm *vm) { return vm->nworkers; }
 bool wh_vm_tainted(const wh_vm *vm) { return vm->tainted; }
 size_t wh_vm_memory(const wh_vm *vm) { return vm->used; }
 
-/* protected: luaL_ref may allocate. stack: vm (light) */
-static int index_protected(lua_State *L) {
+/* Protected: everything here allocates, and a VM may be built while memory
+ * is short. Keeps the definitions and the names, builds the C index of the
+ * workers, and from then on sends new globals to the per-job overlay.
+ * stack: vm (light), names list, defs table */
+static int finish_protected(lua_State *L) {
     wh_vm *vm = lua_touserdata(L, 1);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->names_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->defs_ref);
+    lua_pushvalue(L, 2);
+    vm->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 3);
+    vm->defs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     for (size_t i = 0; i < vm->nworkers; i++) {
         struct vm_entry *e = &vm->entries[i];
         lua_rawgeti(L, 2, (lua_Integer)i + 1);
@@ -588,15 +581,30 @@ static int index_protected(lua_State *L) {
         wh_lworker_info_get(L, -1, &e->info);
         e->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
+    lua_pushglobaltable(L);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, overlay_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, overlay_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
     return 0;
 }
 
-static int build_index(wh_vm *vm, wh_err *err) {
+/* stack: defs table, names list -> (popped) */
+static int finish(wh_vm *vm, wh_err *err) {
+    lua_State *L = vm->L;
     vm->entries = calloc(vm->nworkers ? vm->nworkers : 1, sizeof *vm->entries);
-    if (vm->entries == NULL) return wh_err_set(err, WH_ENOMEM, "cannot index the workers: out of memory");
-    lua_pushcfunction(vm->L, index_protected);
-    lua_pushlightuserdata(vm->L, vm);
-    return wh_lcall_pcall(vm->L, 1, 0, WH_ESCRIPT, NULL, err);
+    if (vm->entries == NULL) {
+        lua_pop(L, 2);
+        return wh_err_set(err, WH_ENOMEM, "cannot index the workers: out of memory");
+    }
+    lua_pushcfunction(L, finish_protected);
+    lua_insert(L, -3);
+    lua_pushlightuserdata(L, vm);
+    lua_insert(L, -3); /* finish_protected, vm, defs, names */
+    lua_rotate(L, -2, 1); /* ..., names, defs */
+    return wh_lcall_pcall(L, 3, 0, WH_ESCRIPT, NULL, err);
 }
 
 int wh_vm_worker(wh_vm *vm, size_t i, wh_lworker_info *out) {
