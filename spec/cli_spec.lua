@@ -210,6 +210,23 @@ describe("workerhost command", function()
       assert.is_nil(err:find("user u2", 1, true))
     end)
 
+    it("holds a job's timeout when the job calls debug.sethook (exit 1, timed out)", function()
+      -- what a profiler or a coverage library does by accident; on a coroutine too
+      local cases = {
+        "debug.sethook() while true do end",
+        "debug.sethook(function() end, 'l') while true do end",
+        "local co = coroutine.create(function() while true do end end) debug.sethook(co) coroutine.resume(co)",
+      }
+      for i, body in ipairs(cases) do
+        H.write(root .. "/workers/hook_worker.lua",
+          "local wh = require 'workerhost'\n" ..
+          "return wh.worker { timeout = 1, perform = function() " .. body .. " end }\n")
+        local _, err, status = run3({ "enqueue", "HookWorker", "{}", "--env", "test" }, { timeout = 20 })
+        assert.are.equal(1, status, "case " .. i .. ": " .. err)
+        assert.matches("timed out after 1 seconds", err, 1, true)
+      end
+    end)
+
     it("without ARGS_JSON sends {}", function()
       local out, err, status = run3 { "enqueue", "NoArgsWorker", "--env", "test" }
       assert.are.equal(0, status, err)

@@ -7,10 +7,12 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -250,6 +252,149 @@ static void test_xpcall_still_works(void) {
     int rc = run(vm, "X", "[]", 5, &res);
     wh_vm_free(vm);
     if (rc != 0) WH_TEST_FAIL("rc %d: %s", rc, res.err.msg);
+}
+
+/* ---- the job's own hooks: debug.sethook cannot remove the deadline ---------- */
+
+static const char hook_src[] =
+    HEADER
+    "return wh.worker { args = { mode = 'string' }, perform = function(args)\n"
+    "  local m = args.mode\n"
+    "  if m == 'off' then debug.sethook() while true do end end\n"
+    "  if m == 'line' then debug.sethook(function() end, 'l') while true do end end\n"
+    "  if m == 'count' then debug.sethook(function() end, '', 1000000) while true do end end\n"
+    "  if m == 'calls' then debug.sethook(function() end, 'cr') while true do math.abs(1) end end\n"
+    "  if m == 'new_co' then debug.sethook() coroutine.wrap(function() while true do end end)() end\n"
+    "  if m == 'co_off' or m == 'co_line' then\n"
+    "    local co = coroutine.create(function() while true do end end)\n"
+    "    if m == 'co_off' then debug.sethook(co) else debug.sethook(co, function() end, 'l') end\n"
+    "    while true do coroutine.resume(co) end\n"
+    "  end\n"
+    "  if m == 'co_once' then\n"
+    "    local co = coroutine.create(function() while true do end end)\n"
+    "    debug.sethook(co)\n"
+    "    coroutine.resume(co) -- returns false once the deadline ends co: the job must not finish\n"
+    "  end\n"
+    "  if m == 'in_hook' then\n"
+    "    debug.sethook(function() debug.sethook() end, 'l')\n"
+    "    while true do end\n"
+    "  end\n"
+    "end }\n";
+
+/* Runs a job that must time out in a forked child: a job that escaped its
+ * deadline would loop forever, so a watchdog ends the child and the test
+ * fails instead of hanging. Returns 0 when the job timed out, 1 when it
+ * ended otherwise, or -signal. */
+static int timeout_in_child(wh_vm *vm, const char *cls, const char *args_json) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) abort();
+    if (pid == 0) {
+        alarm(20);
+        wh_run_result res;
+        int rc = run(vm, cls, args_json, 0.2, &res);
+        if (rc != WH_ETIMEOUT || strstr(res.err.msg, "timed out after 0.2 seconds") == NULL) {
+            fprintf(stderr, "  %s: rc %d: %s\n", args_json, rc, res.err.msg);
+            _exit(1);
+        }
+        _exit(0);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid) abort();
+    return WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+/* A profiler or a coverage tool calls debug.sethook; a job may call it with
+ * no arguments. The deadline holds all the same, on coroutines too. */
+static void test_timeout_survives_sethook(void) {
+    app a = {0};
+    add(&a, "hook.lua", hook_src);
+    add(&a, "ok.lua", ok_src);
+    wh_err err;
+    wh_vm *vm = vm_new(&a, 0, &err);
+    app_free(&a);
+    if (vm == NULL) WH_TEST_FAIL("wh_vm_new: %s", err.msg);
+    const char *modes[] = {"off", "line", "count", "calls", "new_co", "co_off", "co_line", "co_once", "in_hook"};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        char args[64];
+        snprintf(args, sizeof args, "[{\"mode\":\"%s\"}]", modes[i]);
+        int st = timeout_in_child(vm, "Hook", args);
+        if (st != 0) {
+            wh_vm_free(vm);
+            if (st == -SIGALRM) WH_TEST_FAIL("%s: the job escaped its 0.2 s timeout (still running after 20 s)", args);
+            WH_TEST_FAIL("%s: the job did not time out (child status %d)", args, st);
+        }
+    }
+    wh_vm_free(vm);
+}
+
+/* debug.sethook and debug.gethook keep Lua's meaning for the job's own
+ * hooks, which last until the job ends. */
+static void test_job_hooks_still_work(void) {
+    app a = {0};
+    add(&a, "hooks.lua",
+        HEADER
+        "return wh.worker { args = { mode = 'string' }, perform = function(args)\n"
+        "  if args.mode == 'after' then\n"
+        "    assert(debug.gethook() == nil, 'a hook of the last job is still set')\n"
+        "    return\n"
+        "  end\n"
+        "  local lines, calls, counts = 0, 0, 0\n"
+        "  debug.sethook(function(ev, line)\n"
+        "    assert(ev == 'line' and math.type(line) == 'integer', 'line event: ' .. tostring(ev))\n"
+        "    lines = lines + 1\n"
+        "  end, 'l')\n"
+        "  local x = 0\n"
+        "  x = x + 1\n"
+        "  x = x + 1\n"
+        "  local f, m, c = debug.gethook()\n"
+        "  debug.sethook()\n"
+        "  assert(lines >= 3, 'line hook called ' .. lines .. ' times')\n"
+        "  assert(type(f) == 'function' and m == 'l' and c == 0, 'gethook: ' .. tostring(m) .. ' ' .. tostring(c))\n"
+        "  assert(debug.gethook() == nil, 'gethook after sethook()')\n"
+        "  debug.sethook(function(ev) assert(ev == 'count') counts = counts + 1 end, '', 100)\n"
+        "  for i = 1, 10000 do x = x + i end\n"
+        "  debug.sethook()\n"
+        "  assert(counts >= 50 and counts <= 2000, 'count hook called ' .. counts .. ' times')\n"
+        "  debug.sethook(function(ev) if ev == 'call' or ev == 'tail call' then calls = calls + 1 end end, 'c')\n"
+        "  math.abs(1) math.abs(2)\n"
+        "  debug.sethook()\n"
+        "  assert(calls >= 2, 'call hook called ' .. calls .. ' times')\n"
+        "  local co = coroutine.create(function()\n"
+        "    local y = 1\n"
+        "    y = y + 1\n"
+        "    coroutine.yield()\n"
+        "  end)\n"
+        "  local colines = 0\n"
+        "  debug.sethook(co, function() colines = colines + 1 end, 'l')\n"
+        "  assert(select(2, debug.gethook(co)) == 'l', 'gethook(co)')\n"
+        "  assert(debug.gethook() == nil, 'the main thread has no hook')\n"
+        "  coroutine.resume(co)\n"
+        "  assert(colines >= 2, 'coroutine line hook called ' .. colines .. ' times')\n"
+        "  local fired = false\n"
+        "  local ok, e = pcall(function()\n"
+        "    debug.sethook(function() if not fired then fired = true error('from the hook', 0) end end, 'l')\n"
+        "    local z = 1\n"
+        "    return z\n"
+        "  end)\n"
+        "  debug.sethook()\n"
+        "  assert(not ok and e == 'from the hook', 'a hook error reaches the code: ' .. tostring(e))\n"
+        "  assert(not pcall(debug.sethook, function() end), 'a mask is required with a function')\n"
+        "  debug.sethook(function() end, 'l') -- left set: dropped when the job ends\n"
+        "end }\n");
+    wh_err err;
+    wh_vm *vm = vm_new(&a, 0, &err);
+    app_free(&a);
+    if (vm == NULL) WH_TEST_FAIL("wh_vm_new: %s", err.msg);
+    wh_run_result res;
+    int rc = run(vm, "Hooks", "[{\"mode\":\"use\"}]", 5, &res);
+    if (rc != 0) {
+        wh_vm_free(vm);
+        WH_TEST_FAIL("rc %d: %s", rc, res.err.msg);
+    }
+    rc = run(vm, "Hooks", "[{\"mode\":\"after\"}]", 5, &res);
+    wh_vm_free(vm);
+    if (rc != 0) WH_TEST_FAIL("next job: rc %d: %s", rc, res.err.msg);
 }
 
 /* ---- memory ----------------------------------------------------------------- */
@@ -836,6 +981,8 @@ int main(void) {
     RUN(test_worker_timeout_wins);
     RUN(test_timeout_inside_coroutines);
     RUN(test_xpcall_still_works);
+    RUN(test_timeout_survives_sethook);
+    RUN(test_job_hooks_still_work);
     RUN(test_memory_limit);
     RUN(test_memory_limit_while_loading);
     RUN(test_os_exit_raises);

@@ -38,6 +38,7 @@ typedef struct worker {
     double current_since;  /* epoch seconds */
     bool started;
     long jobs_since_build;
+    wh_err build_err;     /* why the last rebuild failed (w->vm NULL): this thread's */
     wh_catalog *cat;      /* retained: the generation its VM was built from (this thread's) */
     unsigned gen;         /* that generation (written under the lock) */
 } worker;
@@ -350,10 +351,10 @@ static void rebuild(worker *w) {
     w->vm = NULL;
     pthread_mutex_unlock(&a->lock);
     wh_vm_free(old);
-    wh_err err;
-    wh_vm *vm = wh_catalog_new_vm(w->cat, a->cfg, a->o.lhost, &err);
+    wh_err *err = &w->build_err;
+    wh_vm *vm = wh_catalog_new_vm(w->cat, a->cfg, a->o.lhost, err);
     w->jobs_since_build = 0;
-    if (vm == NULL) wh_log(WH_LOG_ERROR, NULL, NULL, "cannot rebuild a VM: %s", err.msg);
+    if (vm == NULL) wh_log(WH_LOG_ERROR, NULL, NULL, "cannot rebuild a VM: %s", err->msg);
     pthread_mutex_lock(&a->lock);
     w->vm = vm;
     a->vm_rebuilds++;
@@ -461,7 +462,10 @@ static void *worker_main(void *arg) {
             wh_runner_perform(w->vm, job, a->cfg->timeout, &res);
             w->jobs_since_build++;
         } else {
-            res.rc = wh_err_set(&res.err, WH_EJOB, "no VM to run the job (see the log)");
+            /* the rebuild failed: out of memory (the system's: the job
+             * fails as out of memory, and the next job tries again) */
+            res.rc = wh_err_set(&res.err, w->build_err.code == WH_ENOMEM ? WH_ENOMEM : WH_EJOB,
+                                "no VM to run the job: %s", w->build_err.msg);
             res.traceback = NULL;
         }
         if (a->o.observer) a->o.observer(a->o.observer_ud, job, &res);

@@ -16,7 +16,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "app/async.h"
 #include "app/job.h"
@@ -514,10 +516,63 @@ int wh_host_new(wh_host **out, const wh_host_options *opts, wh_err *err) {
     return wh_host_new_mode(out, opts, NULL, err);
 }
 
+/* The memory.max of this process's cgroup (v2) or of the tightest of its
+ * parents, in bytes; 0 when there is none (no cgroup v2, or "max"). */
+static unsigned long long cgroup_memory_max(void) {
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (f == NULL) return 0;
+    char line[1024], dir[1200] = "";
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "0::", 3) == 0) {
+            line[strcspn(line, "\n")] = '\0';
+            snprintf(dir, sizeof dir, "/sys/fs/cgroup%s", strcmp(line + 3, "/") == 0 ? "" : line + 3);
+            break;
+        }
+    }
+    fclose(f);
+    unsigned long long best = 0;
+    while (dir[0]) {
+        char path[1300];
+        snprintf(path, sizeof path, "%s/memory.max", dir);
+        unsigned long long v;
+        FILE *m = fopen(path, "r");
+        if (m && fscanf(m, "%llu", &v) == 1 && (best == 0 || v < best)) best = v; /* "max" reads nothing */
+        if (m) fclose(m);
+        char *slash = strrchr(dir, '/');
+        if (slash == NULL || strcmp(dir, "/sys/fs/cgroup") == 0) break;
+        *slash = '\0';
+    }
+    return best;
+}
+
+/* Says at start when the VMs' limits cannot all be honoured: when
+ * workers.concurrency x workers.memory_limit is more than the process may
+ * allocate (RLIMIT_AS, which `ulimit -v` sets, or its cgroup's memory.max).
+ * Jobs then run out of memory before their VM's limit; they fail as out of
+ * memory, and the host goes on (lua/vm.c, core/mem.h). Logs a warning that
+ * names the numbers; nothing else. */
+static void warn_memory_budget(const wh_config *cfg) {
+    unsigned long long want = (unsigned long long)cfg->concurrency * (unsigned long long)cfg->memory_limit;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && want > (unsigned long long)rl.rlim_cur)
+        wh_log(WH_LOG_WARN, NULL, NULL,
+               "workers.concurrency x workers.memory_limit = %d x %zu = %llu bytes is more than the process may "
+               "allocate: RLIMIT_AS (ulimit -v) is %llu bytes; jobs may run out of memory below their VM's limit "
+               "(they fail as out of memory)", cfg->concurrency, cfg->memory_limit, want,
+               (unsigned long long)rl.rlim_cur);
+    unsigned long long cg = cgroup_memory_max();
+    if (cg && want > cg)
+        wh_log(WH_LOG_WARN, NULL, NULL,
+               "workers.concurrency x workers.memory_limit = %d x %zu = %llu bytes is more than the process may "
+               "allocate: its cgroup's memory.max is %llu bytes; jobs may run out of memory below their VM's limit "
+               "(they fail as out of memory)", cfg->concurrency, cfg->memory_limit, want, cg);
+}
+
 int wh_host_start(wh_host *h, wh_err *err) {
     if (h == NULL) return wh_err_set(err, WH_EINVAL, "wh_host_start: NULL host");
     if (h->stopped) return wh_err_set(err, WH_ESTATE, "the host is stopped");
     h->started = true;
+    warn_memory_budget(h->cfg);
     if (h->cfg->mode == WH_MODE_FOREGROUND_BLOCKING) return 0;
     if (h->async) {
         int rc = wh_async_start(h->async, err);

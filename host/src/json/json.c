@@ -77,7 +77,8 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static wh_json_doc *pool_head;
 static size_t pool_n;
 
-static wh_json_doc *doc_new_sized(size_t inline_size) {
+/* try: NULL when the system refuses the memory, instead of wh_xmalloc's wait */
+static wh_json_doc *doc_new_sized(size_t inline_size, bool try) {
     wh_json_doc *doc = NULL;
     if (inline_size <= POOL_INLINE) {
         inline_size = POOL_INLINE;
@@ -89,7 +90,8 @@ static wh_json_doc *doc_new_sized(size_t inline_size) {
         }
         pthread_mutex_unlock(&pool_lock);
     }
-    if (doc == NULL) doc = wh_xmalloc(sizeof *doc + inline_size);
+    if (doc == NULL) doc = try ? malloc(sizeof *doc + inline_size) : wh_xmalloc(sizeof *doc + inline_size);
+    if (doc == NULL) return NULL;
     doc->root = NULL;
     doc->inline_size = inline_size;
     doc->cur = (char *)(doc + 1);
@@ -105,8 +107,9 @@ static char *align_up(char *p, size_t align) {
     return (char *)u;
 }
 
-static chunk *chunk_new(wh_json_doc *doc, size_t size) {
-    chunk *c = wh_xmalloc(sizeof *c + size);
+static chunk *chunk_new(wh_json_doc *doc, size_t size, bool try) {
+    chunk *c = try ? malloc(sizeof *c + size) : wh_xmalloc(sizeof *c + size);
+    if (c == NULL) return NULL;
     c->size = size;
     c->next = doc->chunks;
     doc->chunks = c;
@@ -114,15 +117,17 @@ static chunk *chunk_new(wh_json_doc *doc, size_t size) {
 }
 
 /* The slow path of arena_alloc: the current region is too small. */
-static void *arena_grow(wh_json_doc *doc, size_t n, size_t align) {
+static void *arena_grow(wh_json_doc *doc, size_t n, size_t align, bool try) {
     if (n > SIZE_MAX / 2) abort(); /* cannot happen for text that fits in memory */
     size_t need = n + align;
     if (need > doc->next_size / 4) {
         /* Big: its own chunk, and keep bumping in the current region. */
-        chunk *c = chunk_new(doc, need);
+        chunk *c = chunk_new(doc, need, try);
+        if (c == NULL) return NULL;
         return align_up((char *)(c + 1), align);
     }
-    chunk *c = chunk_new(doc, doc->next_size);
+    chunk *c = chunk_new(doc, doc->next_size, try);
+    if (c == NULL) return NULL;
     doc->cur = (char *)(c + 1);
     doc->end = doc->cur + c->size;
     if (doc->next_size < ARENA_MAX_CHUNK) doc->next_size *= 2;
@@ -132,14 +137,16 @@ static void *arena_grow(wh_json_doc *doc, size_t n, size_t align) {
 }
 
 /* Returns n bytes aligned to align (a power of two); lives until the doc is freed. */
-static void *arena_alloc(wh_json_doc *doc, size_t n, size_t align) {
+static void *arena_alloc_opt(wh_json_doc *doc, size_t n, size_t align, bool try) {
     char *p = align_up(doc->cur, align);
     if (p <= doc->end && n <= (size_t)(doc->end - p)) {
         doc->cur = p + n;
         return p;
     }
-    return arena_grow(doc, n, align);
+    return arena_grow(doc, n, align, try);
 }
+
+static void *arena_alloc(wh_json_doc *doc, size_t n, size_t align) { return arena_alloc_opt(doc, n, align, false); }
 
 static char *arena_strndup(wh_json_doc *doc, const void *s, size_t n) {
     char *p = arena_alloc(doc, n + 1, 1);
@@ -148,7 +155,9 @@ static char *arena_strndup(wh_json_doc *doc, const void *s, size_t n) {
     return p;
 }
 
-wh_json_doc *wh_json_doc_new(void) { return doc_new_sized(POOL_INLINE); }
+wh_json_doc *wh_json_doc_new(void) { return doc_new_sized(POOL_INLINE, false); }
+
+wh_json_doc *wh_json_doc_try_new(void) { return doc_new_sized(POOL_INLINE, true); }
 
 void wh_json_doc_free(wh_json_doc *doc) {
     if (doc == NULL) return;
@@ -179,6 +188,16 @@ void *wh_json_doc_alloc(wh_json_doc *doc, size_t n) { return arena_alloc(doc, n,
 
 const char *wh_json_doc_strndup(wh_json_doc *doc, const char *s, size_t n) {
     return arena_strndup(doc, s, n);
+}
+
+void *wh_json_doc_try_alloc(wh_json_doc *doc, size_t n) { return arena_alloc_opt(doc, n, ARENA_ALIGN, true); }
+
+const char *wh_json_doc_try_strndup(wh_json_doc *doc, const char *s, size_t n) {
+    char *p = arena_alloc_opt(doc, n + 1, 1, true);
+    if (p == NULL) return NULL;
+    if (n) memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
 }
 
 /* ==== UTF-8 ============================================================= */
@@ -785,7 +804,7 @@ wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *l
     if (needs_scan((const unsigned char *)text, len)) prescan((const unsigned char *)text, len, &issue);
 
     parse_ctx ctx, *c = &ctx; /* ~2.5 KB, so small payloads need no heap stacks */
-    c->doc = doc_new_sized(inline_size_for(len));
+    c->doc = doc_new_sized(inline_size_for(len), false);
     c->text = text;
     c->len = len;
     c->err = err;

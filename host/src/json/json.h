@@ -100,9 +100,17 @@ const wh_json *wh_json_doc_root(const wh_json_doc *doc); /* borrowed from doc */
 void wh_json_doc_set_root(wh_json_doc *doc, const wh_json *root); /* root must live in doc */
 
 /* Arena allocation for building: memory lives until the doc is freed.
- * These abort on out-of-memory. */
+ * These never return NULL (core/mem.h: they wait for memory, then abort). */
 void *wh_json_doc_alloc(wh_json_doc *doc, size_t n);          /* aligned for any wh_json */
 const char *wh_json_doc_strndup(wh_json_doc *doc, const char *s, size_t n); /* adds a NUL */
+
+/* The same three, returning NULL when the system refuses the memory (the
+ * doc stays valid; free it as usual) instead of waiting for memory or
+ * aborting: for code that runs on behalf of a job in the job's thread,
+ * which fails the job instead (lua/lconvert.c). */
+wh_json_doc *wh_json_doc_try_new(void);
+void *wh_json_doc_try_alloc(wh_json_doc *doc, size_t n);
+const char *wh_json_doc_try_strndup(wh_json_doc *doc, const char *s, size_t n);
 
 /* Looks up key (key_len bytes) in an object; NULL if absent or v is not an
  * object. Borrowed from v's document. Linear for small objects. */

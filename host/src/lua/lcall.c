@@ -2,9 +2,32 @@
 #include "lua/lcall.h"
 
 #include <lauxlib.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/mem.h"
+
+/* registry: true while an error raised by wh_lcall_error_nomem unwinds */
+static const char nomem_key = 0;
+
+int wh_lcall_error_nomem(lua_State *L) {
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &nomem_key); /* may itself fail: LUA_ERRMEM, the same outcome */
+    lua_pushliteral(L, "not enough memory");
+    return lua_error(L);
+}
+
+/* Reads and clears the mark (neither allocates: the key, if set, exists). */
+static bool take_nomem(lua_State *L) {
+    bool set = lua_rawgetp(L, LUA_REGISTRYINDEX, &nomem_key) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (set) {
+        lua_pushnil(L);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &nomem_key);
+    }
+    return set;
+}
 
 /* Message handler: keeps the message as is and stores the traceback next to
  * it, so the message stays short ("file:line: what") and the traceback can be
@@ -37,16 +60,18 @@ int wh_lcall_pcall(lua_State *L, int nargs, int nres, int code, char **traceback
     lua_insert(L, base);
     int status = lua_pcall(L, nargs, nres, base);
     lua_remove(L, base);
+    bool nomem = take_nomem(L); /* cleared either way: a mark the code caught is no outcome */
     if (status == LUA_OK) return 0;
 
-    int rc = status == LUA_ERRMEM ? WH_ENOMEM : code;
+    int rc = status == LUA_ERRMEM || nomem ? WH_ENOMEM : code;
     if (lua_type(L, -1) == LUA_TTABLE) {
         lua_rawgeti(L, -1, 1);
         wh_err_set(err, rc, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(no message)");
         lua_pop(L, 1);
         if (traceback) {
             lua_rawgeti(L, -1, 2);
-            if (lua_isstring(L, -1)) *traceback = wh_xstrdup(lua_tostring(L, -1));
+            /* plain strdup: memory may be short right now, and the traceback is optional */
+            if (lua_isstring(L, -1)) *traceback = strdup(lua_tostring(L, -1));
             lua_pop(L, 1);
         }
     } else if (status == LUA_ERRMEM) {

@@ -125,6 +125,13 @@ static int conv_fail(wh_err *err, const wh_buf *path, const char *what) {
     return wh_err_set(err, WH_EARGS, "%s: %s", wh_buf_cstr(path), what);
 }
 
+/* The conversion runs on behalf of the job, in its thread: an allocation
+ * the system refuses fails the job (WH_ENOMEM) instead of waiting for
+ * memory the job itself holds. */
+static int conv_nomem(wh_err *err, const wh_buf *path) {
+    return wh_err_set(err, WH_ENOMEM, "%s: not enough memory to convert the arguments", wh_buf_cstr(path));
+}
+
 /* Classifies a table: returns 1 for a sequence 1..n (n >= 0 sets *n), 0 for
  * string keys only, -1 for anything else. Empty tables count as sequences
  * with n = 0. */
@@ -176,7 +183,8 @@ static int conv_table(lua_State *L, int idx, const wh_type *t, wh_json_doc *doc,
     if (as_array) {
         out->type = WH_JSON_ARRAY;
         out->u.arr.n = n;
-        out->u.arr.items = n ? wh_json_doc_alloc(doc, n * sizeof(wh_json)) : NULL;
+        out->u.arr.items = n ? wh_json_doc_try_alloc(doc, n * sizeof(wh_json)) : NULL;
+        if (n && out->u.arr.items == NULL) return conv_nomem(err, path);
         const wh_type *it = (t && t->kind == WH_T_ARRAY) ? t->items : NULL;
         for (size_t i = 0; i < n; i++) {
             lua_rawgeti(L, idx, (lua_Integer)i + 1);
@@ -191,7 +199,8 @@ static int conv_table(lua_State *L, int idx, const wh_type *t, wh_json_doc *doc,
     }
     out->type = WH_JSON_OBJECT;
     out->u.obj.n = n;
-    out->u.obj.members = n ? wh_json_doc_alloc(doc, n * sizeof(wh_json_member)) : NULL;
+    out->u.obj.members = n ? wh_json_doc_try_alloc(doc, n * sizeof(wh_json_member)) : NULL;
+    if (n && out->u.obj.members == NULL) return conv_nomem(err, path);
     const wh_type *ot = (t && t->kind == WH_T_OBJECT) ? t : NULL;
     size_t i = 0;
     lua_pushnil(L);
@@ -199,8 +208,12 @@ static int conv_table(lua_State *L, int idx, const wh_type *t, wh_json_doc *doc,
         size_t klen;
         const char *k = lua_tolstring(L, -2, &klen);
         wh_json_member *m = &out->u.obj.members[i++];
-        m->key = wh_json_doc_strndup(doc, k, klen);
+        m->key = wh_json_doc_try_strndup(doc, k, klen);
         m->key_len = klen;
+        if (m->key == NULL) {
+            lua_pop(L, 2);
+            return conv_nomem(err, path);
+        }
         wh_buf_putc(path, '.');
         wh_buf_append(path, k, klen);
         const wh_field *f = ot ? wh_type_field(ot, k, klen) : NULL;
@@ -239,9 +252,9 @@ static int conv(lua_State *L, int idx, const wh_type *t, wh_json_doc *doc, wh_js
         const char *s = lua_tolstring(L, idx, &len);
         if (!wh_json_utf8_valid(s, len)) return conv_fail(err, path, "string is not valid UTF-8");
         out->type = WH_JSON_STRING;
-        out->u.str.s = wh_json_doc_strndup(doc, s, len);
+        out->u.str.s = wh_json_doc_try_strndup(doc, s, len);
         out->u.str.len = len;
-        return 0;
+        return out->u.str.s ? 0 : conv_nomem(err, path);
     }
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL) { out->type = WH_JSON_NULL; return 0; }
@@ -265,12 +278,14 @@ int wh_lconvert_to_json(lua_State *L, int idx, const wh_type *t, wh_json_doc *do
 int wh_lconvert_call_args(lua_State *L, int idx, const wh_schema *s, wh_json_doc **out_doc, wh_err *err) {
     idx = lua_absindex(L, idx);
     *out_doc = NULL;
-    wh_json_doc *doc = wh_json_doc_new();
-    wh_json *root = wh_json_doc_alloc(doc, sizeof *root);
+    wh_json_doc *doc = wh_json_doc_try_new();
+    wh_json *root = doc ? wh_json_doc_try_alloc(doc, sizeof *root) : NULL;
     wh_buf path = WH_BUF_INIT;
     wh_buf_puts(&path, "args");
     int rc = 0;
-    if (lua_isnoneornil(L, idx)) {
+    if (root == NULL) {
+        rc = conv_nomem(err, &path);
+    } else if (lua_isnoneornil(L, idx)) {
         memset(root, 0, sizeof *root);
         root->type = wh_schema_shape(s) == WH_ARGS_POSITIONAL ? WH_JSON_ARRAY : WH_JSON_OBJECT;
     } else if (!lua_istable(L, idx)) {
@@ -287,7 +302,8 @@ int wh_lconvert_call_args(lua_State *L, int idx, const wh_schema *s, wh_json_doc
             } else {
                 root->type = WH_JSON_ARRAY;
                 root->u.arr.n = n;
-                root->u.arr.items = n ? wh_json_doc_alloc(doc, n * sizeof(wh_json)) : NULL;
+                root->u.arr.items = n ? wh_json_doc_try_alloc(doc, n * sizeof(wh_json)) : NULL;
+                if (n && root->u.arr.items == NULL) rc = conv_nomem(err, &path);
                 for (size_t i = 0; i < n && rc == 0; i++) {
                     lua_rawgeti(L, idx, (lua_Integer)i + 1);
                     wh_buf_reset(&path);

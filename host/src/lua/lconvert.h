@@ -42,14 +42,17 @@ void wh_lconvert_push_payload_args(lua_State *L, const wh_schema *s, const wh_js
 /* Converts the Lua value at idx into *out, allocating in doc. t (may be NULL)
  * guides empty tables. `path` is the path so far, used in messages.
  * Returns 0 or WH_EARGS ("args.f: cannot send a function as a job argument",
- * invalid UTF-8, NaN, a mixed or sparse table, nesting deeper than 64).
- * Does not raise, except on out-of-memory. [-0, +0, m] */
+ * invalid UTF-8, NaN, a mixed or sparse table, nesting deeper than 64), or
+ * WH_ENOMEM when the system refuses memory for doc (allocated with the
+ * wh_json_doc_try_* calls: this runs on behalf of a job, in its thread).
+ * Does not raise, except when Lua runs out of memory. [-0, +0, m] */
 int wh_lconvert_to_json(lua_State *L, int idx, const wh_type *t, wh_json_doc *doc, wh_json *out,
                         wh_buf *path, wh_err *err);
 
 /* The call-shaped arguments for schema s: the Lua value at idx (a table, or
  * nil for no arguments) into a new owned document (*out_doc; free with
- * wh_json_doc_free). Returns 0 or WH_EARGS; *out_doc is NULL on failure. */
+ * wh_json_doc_free). Returns 0, WH_EARGS or WH_ENOMEM (as above); *out_doc
+ * is NULL on failure. */
 int wh_lconvert_call_args(lua_State *L, int idx, const wh_schema *s, wh_json_doc **out_doc, wh_err *err);
 
 #endif

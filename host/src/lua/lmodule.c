@@ -122,6 +122,7 @@ static int l_enqueue(lua_State *L) {
     if (rc == 0) rc = wh_schema_check_call_args(s, wh_json_doc_root(doc), &err);
     if (rc != 0) {
         wh_json_doc_free(doc);
+        if (rc == WH_ENOMEM) return wh_lcall_error_nomem(L);
         return luaL_error(L, "wh.enqueue: %s: %s", name, err.msg);
     }
     int n = h->enqueue(h->ud, L, name, doc, wh_json_doc_root(doc), &opts, &err);
@@ -154,6 +155,7 @@ static int l_enqueue_bulk(lua_State *L) {
     }
     if (rc != 0) {
         for (lua_Integer k = 0; k < i - 1; k++) wh_json_doc_free(docs[k]);
+        if (rc == WH_ENOMEM) return wh_lcall_error_nomem(L);
         return luaL_error(L, "wh.enqueue_bulk: %s: job %d of %d: %s", name, (int)(i - 1), (int)n, err.msg);
     }
     lua_createtable(L, (int)n, 0);

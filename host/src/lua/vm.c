@@ -12,10 +12,15 @@
 #include "core/mem.h"
 #include "lua/lcall.h"
 
+/* Why the VM's allocator last refused to grow. */
+enum { OOM_NONE, OOM_LIMIT, OOM_SYSTEM };
+
 struct wh_vm {
     lua_State *L;
     size_t used, limit;
+    int oom; /* OOM_*: reset when a job starts */
     bool tainted;
+    bool job_hooks; /* a job set a hook of its own (debug.sethook): see hooks_key */
     /* deadline of the running job (monotonic seconds), 0 = none */
     double deadline, timeout;
     bool timed_out;
@@ -34,6 +39,12 @@ struct wh_vm {
 };
 
 static const char overlay_key = 0; /* registry: this job's new globals */
+/* registry: the hooks the running job set with debug.sethook, a table with
+ * weak keys: thread -> {function, mask, count, instructions counted} */
+static const char hooks_key = 0;
+
+/* instructions between two looks at the deadline */
+#define DEADLINE_COUNT 1000
 
 /* ---- memory ---- */
 
@@ -45,9 +56,26 @@ static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         vm->used -= osize;
         return NULL;
     }
-    if (vm->limit && nsize > osize && vm->used + (nsize - osize) > vm->limit) return NULL;
+    if (nsize > osize) {
+        if (vm->limit && vm->used + (nsize - osize) > vm->limit) {
+            vm->oom = OOM_LIMIT;
+            return NULL;
+        }
+        /* a host allocation is waiting for memory the system refused
+         * (core/mem.h): give memory back rather than take more */
+        if (wh_mem_starving()) {
+            vm->oom = OOM_SYSTEM;
+            return NULL;
+        }
+    }
+    /* The system may refuse before the limit (ulimit -v, a cgroup, other
+     * VMs): NULL, never an abort, so Lua raises "not enough memory" in
+     * this VM's job alone. */
     void *p = realloc(ptr, nsize);
-    if (p == NULL) return NULL;
+    if (p == NULL) {
+        if (nsize > osize) vm->oom = OOM_SYSTEM;
+        return NULL;
+    }
     vm->used = vm->used - osize + nsize;
     return p;
 }
@@ -61,21 +89,191 @@ static int panic(lua_State *L) {
 
 /* ---- the deadline hook (redis script_lua.c): once the deadline passes it
  * re-arms itself to fire on every instruction, so a script that catches the
- * error with pcall hits it again at once and unwinds to our own pcall. ---- */
+ * error with pcall hits it again at once and unwinds to our own pcall.
+ *
+ * A job cannot remove it: debug.sethook and debug.gethook are replaced by
+ * job_sethook and job_gethook, which keep the job's own hook (a profiler's,
+ * a coverage tool's) in hooks_key and arm this hook with the union of both
+ * masks; this hook checks the deadline first, then calls the job's. ---- */
+
+static void call_job_hook(lua_State *L, lua_Debug *ar);
+static void deadline_hook(lua_State *L, lua_Debug *ar);
+
+/* The hook on every instruction of L, and of the VM's main thread, where
+ * the job's perform runs: when L is a coroutine, the error ends it, and the
+ * code that resumed it (coroutine.resume returns false) must not go on to
+ * finish the job either. */
+static void every_instruction(wh_vm *vm, lua_State *L) {
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+    if (L != vm->L) lua_sethook(vm->L, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+}
 
 static void deadline_hook(lua_State *L, lua_Debug *ar) {
-    (void)ar;
     wh_vm *vm = *(wh_vm **)lua_getextraspace(L);
     if (atomic_load_explicit(&vm->interrupt, memory_order_relaxed)) {
-        lua_sethook(L, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+        every_instruction(vm, L);
         luaL_error(L, "interrupted: the host is shutting down");
     }
-    if (vm->deadline == 0 || wh_clock_monotonic() < vm->deadline) return;
-    vm->timed_out = true;
-    lua_sethook(L, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
-    char secs[32]; /* lua_pushfstring has no %g */
-    snprintf(secs, sizeof secs, "%g", vm->timeout);
-    luaL_error(L, "timed out after %s seconds", secs);
+    if (vm->deadline != 0 && wh_clock_monotonic() >= vm->deadline) {
+        vm->timed_out = true;
+        every_instruction(vm, L);
+        char secs[32]; /* lua_pushfstring has no %g */
+        snprintf(secs, sizeof secs, "%g", vm->timeout);
+        luaL_error(L, "timed out after %s seconds", secs);
+    }
+    if (vm->job_hooks) call_job_hook(L, ar);
+}
+
+/* Arms the deadline hook on L1 together with a job's own hook of `mask`
+ * and `count` (0, 0: none): every event either wants, and a count no larger
+ * than DEADLINE_COUNT. Once the job timed out or was interrupted, every
+ * instruction, whatever the job asks. */
+static void arm(wh_vm *vm, lua_State *L1, int mask, int count) {
+    if (vm->timed_out || atomic_load_explicit(&vm->interrupt, memory_order_relaxed)) {
+        lua_sethook(L1, deadline_hook, LUA_MASKCOUNT | LUA_MASKLINE, 1);
+        return;
+    }
+    int c = (mask & LUA_MASKCOUNT) && count < DEADLINE_COUNT ? count : DEADLINE_COUNT;
+    lua_sethook(L1, deadline_hook, mask | LUA_MASKCOUNT, c);
+}
+
+/* Calls the hook the job set on L for this event, as ldblib's hookf does:
+ * f(event name, current line or nil). A count hook of count n is called
+ * once per n instructions counted (to within DEADLINE_COUNT when n is
+ * larger). Errors it raises go to the running code, as with Lua's. */
+static void call_job_hook(lua_State *L, lua_Debug *ar) {
+    static const char *const names[] = {"call", "return", "line", "count", "tail call"};
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hooks_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pushthread(L);
+    if (lua_rawget(L, -2) != LUA_TTABLE) { /* no hook of the job's on this thread */
+        lua_pop(L, 2);
+        return;
+    }
+    lua_rawgeti(L, -1, 2);
+    lua_rawgeti(L, -2, 3);
+    int mask = (int)lua_tointeger(L, -2), count = (int)lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    bool fire;
+    if (ar->event == LUA_HOOKCOUNT) {
+        fire = false;
+        if (mask & LUA_MASKCOUNT) {
+            lua_rawgeti(L, -1, 4);
+            lua_Integer counted = lua_tointeger(L, -1) + lua_gethookcount(L);
+            lua_pop(L, 1);
+            if ((fire = counted >= count)) counted -= count;
+            lua_pushinteger(L, counted);
+            lua_rawseti(L, -2, 4); /* an existing array slot: no allocation */
+        }
+    } else {
+        int want = ar->event == LUA_HOOKTAILCALL ? LUA_MASKCALL : 1 << ar->event;
+        fire = (mask & want) != 0;
+    }
+    if (!fire) {
+        lua_pop(L, 2);
+        return;
+    }
+    lua_rawgeti(L, -1, 1);
+    lua_pushstring(L, names[ar->event]);
+    if (ar->currentline >= 0) lua_pushinteger(L, ar->currentline);
+    else lua_pushnil(L);
+    lua_call(L, 2, 0);
+    lua_pop(L, 2);
+}
+
+/* debug.sethook([thread,] [f, mask [, count]]) and debug.gethook([thread])
+ * with Lua's meaning (ldblib.c), for the job's own hook, which runs next to
+ * the deadline hook instead of replacing it. */
+
+static lua_State *thread_arg(lua_State *L, int *arg) {
+    if (lua_isthread(L, 1)) {
+        *arg = 1;
+        return lua_tothread(L, 1);
+    }
+    *arg = 0;
+    return L;
+}
+
+static int job_sethook(lua_State *L) {
+    wh_vm *vm = *(wh_vm **)lua_getextraspace(L);
+    int arg;
+    lua_State *L1 = thread_arg(L, &arg);
+    int mask = 0, count = 0;
+    if (!lua_isnoneornil(L, arg + 1)) {
+        const char *smask = luaL_checkstring(L, arg + 2);
+        luaL_checktype(L, arg + 1, LUA_TFUNCTION);
+        count = (int)luaL_optinteger(L, arg + 3, 0);
+        if (strchr(smask, 'c')) mask |= LUA_MASKCALL;
+        if (strchr(smask, 'r')) mask |= LUA_MASKRET;
+        if (strchr(smask, 'l')) mask |= LUA_MASKLINE;
+        if (count > 0) mask |= LUA_MASKCOUNT;
+    }
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hooks_key) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 1);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &hooks_key);
+    }
+    if (arg) lua_pushvalue(L, 1);
+    else lua_pushthread(L);
+    if (mask) {
+        lua_createtable(L, 4, 0);
+        lua_pushvalue(L, arg + 1);
+        lua_rawseti(L, -2, 1);
+        lua_pushinteger(L, mask);
+        lua_rawseti(L, -2, 2);
+        lua_pushinteger(L, count);
+        lua_rawseti(L, -2, 3);
+        lua_pushinteger(L, 0);
+        lua_rawseti(L, -2, 4);
+    } else {
+        lua_pushnil(L);
+    }
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    if (mask) vm->job_hooks = true;
+    arm(vm, L1, mask, count);
+    return 0;
+}
+
+static int job_gethook(lua_State *L) {
+    int arg;
+    thread_arg(L, &arg);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &hooks_key) == LUA_TTABLE) {
+        if (arg) lua_pushvalue(L, 1);
+        else lua_pushthread(L);
+        if (lua_rawget(L, -2) == LUA_TTABLE) {
+            lua_rawgeti(L, -1, 1);
+            lua_rawgeti(L, -2, 2);
+            int mask = (int)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+            char smask[4], *p = smask;
+            if (mask & LUA_MASKCALL) *p++ = 'c';
+            if (mask & LUA_MASKRET) *p++ = 'r';
+            if (mask & LUA_MASKLINE) *p++ = 'l';
+            *p = '\0';
+            lua_pushstring(L, smask);
+            lua_rawgeti(L, -3, 3);
+            return 3;
+        }
+    }
+    luaL_pushfail(L);
+    return 1;
+}
+
+/* Drops the hooks the job set (they last until its end, like its globals).
+ * Allocates nothing: the key exists when job_hooks is set. */
+static void drop_job_hooks(wh_vm *vm) {
+    if (!vm->job_hooks) return;
+    lua_pushnil(vm->L);
+    lua_rawsetp(vm->L, LUA_REGISTRYINDEX, &hooks_key);
+    vm->job_hooks = false;
 }
 
 /* ---- os.exit raises ---- */
@@ -215,9 +413,15 @@ static int setup(lua_State *L) {
     lua_pop(L, 1);
     lua_pushcfunction(L, guarded_xpcall);
     lua_setglobal(L, "xpcall");
+    lua_getglobal(L, "debug");
+    lua_pushcfunction(L, job_sethook);
+    lua_setfield(L, -2, "sethook");
+    lua_pushcfunction(L, job_gethook);
+    lua_setfield(L, -2, "gethook");
+    lua_pop(L, 1);
     /* the hook from the start: coroutines inherit it from the thread that
      * creates them, including those a script creates while it loads */
-    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1000);
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, DEADLINE_COUNT);
     if (c->opts->modules) install_modules(L, c->opts->modules, c->opts->nmodules, c->opts->check_modules);
     else if (c->opts->lua_path) {
         lua_getglobal(L, "package");
@@ -296,17 +500,23 @@ static int load_all(lua_State *L) {
     return 2;
 }
 
-static int build_index(wh_vm *vm, wh_err *err);
+static int finish(wh_vm *vm, wh_err *err);
 
 wh_vm *wh_vm_new(const wh_vm_options *opts, const wh_source *sources, size_t nsources, wh_err *err) {
-    wh_vm *vm = wh_xcalloc(1, sizeof *vm);
+    /* calloc, not wh_xcalloc: a VM is built for the next job, and when the
+     * system is out of memory that job fails (WH_ENOMEM), not the host */
+    wh_vm *vm = calloc(1, sizeof *vm);
+    if (vm == NULL) {
+        wh_err_set(err, WH_ENOMEM, "cannot create a Lua VM: out of memory");
+        return NULL;
+    }
     vm->limit = opts->memory_limit;
     atomic_init(&vm->interrupt, false);
     vm->defs_ref = vm->names_ref = LUA_NOREF;
     vm->L = lua_newstate(limited_alloc, vm);
     if (vm->L == NULL) {
         wh_free(vm);
-        wh_err_set(err, WH_ENOMEM, "cannot create a Lua state (memory_limit too small?)");
+        wh_err_set(err, WH_ENOMEM, "cannot create a Lua state: out of memory (memory_limit too small?)");
         return NULL;
     }
     lua_State *L = vm->L;
@@ -323,24 +533,16 @@ wh_vm *wh_vm_new(const wh_vm_options *opts, const wh_source *sources, size_t nso
     lua_pushcfunction(L, load_all);
     lua_pushlightuserdata(L, &lc);
     if (wh_lcall_pcall(L, 1, 2, WH_ESCRIPT, NULL, err) != 0) {
-        if (err && err->code == WH_ENOMEM) wh_err_prefix(err, "loading worker scripts (workers.memory_limit)");
+        if (err && err->code == WH_ENOMEM)
+            wh_err_prefix(err, vm->oom == OOM_SYSTEM ? "loading worker scripts (the system refused memory below "
+                                                       "workers.memory_limit)"
+                                                     : "loading worker scripts (workers.memory_limit)");
         goto fail;
     }
     vm->nworkers = lua_rawlen(L, -1);
-    vm->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    vm->defs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    if (build_index(vm, err) != 0) goto fail;
-
-    /* from now on, new globals go to the per-job overlay */
-    lua_pushglobaltable(L);
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, overlay_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, overlay_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_setmetatable(L, -2);
-    lua_pop(L, 1);
-    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1000);
+    if (finish(vm, err) != 0) goto fail; /* takes the two tables */
+    drop_job_hooks(vm); /* a hook a script set while it loaded */
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, DEADLINE_COUNT);
     return vm;
 fail:
     lua_close(L);
@@ -361,11 +563,16 @@ size_t wh_vm_nworkers(const wh_vm *vm) { return vm->nworkers; }
 bool wh_vm_tainted(const wh_vm *vm) { return vm->tainted; }
 size_t wh_vm_memory(const wh_vm *vm) { return vm->used; }
 
-/* protected: luaL_ref may allocate. stack: vm (light) */
-static int index_protected(lua_State *L) {
+/* Protected: everything here allocates, and a VM may be built while memory
+ * is short. Keeps the definitions and the names, builds the C index of the
+ * workers, and from then on sends new globals to the per-job overlay.
+ * stack: vm (light), names list, defs table */
+static int finish_protected(lua_State *L) {
     wh_vm *vm = lua_touserdata(L, 1);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->names_ref);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, vm->defs_ref);
+    lua_pushvalue(L, 2);
+    vm->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 3);
+    vm->defs_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     for (size_t i = 0; i < vm->nworkers; i++) {
         struct vm_entry *e = &vm->entries[i];
         lua_rawgeti(L, 2, (lua_Integer)i + 1);
@@ -374,14 +581,30 @@ static int index_protected(lua_State *L) {
         wh_lworker_info_get(L, -1, &e->info);
         e->ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
+    lua_pushglobaltable(L);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, overlay_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, overlay_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
     return 0;
 }
 
-static int build_index(wh_vm *vm, wh_err *err) {
-    vm->entries = wh_xcalloc(vm->nworkers ? vm->nworkers : 1, sizeof *vm->entries);
-    lua_pushcfunction(vm->L, index_protected);
-    lua_pushlightuserdata(vm->L, vm);
-    return wh_lcall_pcall(vm->L, 1, 0, WH_ESCRIPT, NULL, err);
+/* stack: defs table, names list -> (popped) */
+static int finish(wh_vm *vm, wh_err *err) {
+    lua_State *L = vm->L;
+    vm->entries = calloc(vm->nworkers ? vm->nworkers : 1, sizeof *vm->entries);
+    if (vm->entries == NULL) {
+        lua_pop(L, 2);
+        return wh_err_set(err, WH_ENOMEM, "cannot index the workers: out of memory");
+    }
+    lua_pushcfunction(L, finish_protected);
+    lua_insert(L, -3);
+    lua_pushlightuserdata(L, vm);
+    lua_insert(L, -3); /* finish_protected, vm, defs, names */
+    lua_rotate(L, -2, 1); /* ..., names, defs */
+    return wh_lcall_pcall(L, 3, 0, WH_ESCRIPT, NULL, err);
 }
 
 int wh_vm_worker(wh_vm *vm, size_t i, wh_lworker_info *out) {
@@ -456,6 +679,7 @@ void wh_vm_perform(wh_vm *vm, const wh_job_meta *meta, const wh_json *payload_ar
         }
     }
     vm->timed_out = false;
+    if (!nested) vm->oom = OOM_NONE;
     vm->depth++;
     res->rc = wh_lworker_perform(L, def, &info, payload_args, meta, &res->traceback, &res->err);
     vm->depth--;
@@ -464,15 +688,26 @@ void wh_vm_perform(wh_vm *vm, const wh_job_meta *meta, const wh_json *payload_ar
     vm->deadline = outer_deadline;
     vm->timeout = outer_timeout;
     vm->timed_out = outer_timed_out; /* a nested job's timeout is not the outer job's */
-    if (!nested) lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1000);
+    if (!nested) {
+        drop_job_hooks(vm);
+        lua_sethook(L, deadline_hook, LUA_MASKCOUNT, DEADLINE_COUNT);
+    }
     if (timed_out && res->rc == WH_EJOB) {
         res->rc = WH_ETIMEOUT;
         res->err.code = WH_ETIMEOUT;
     }
     if (res->rc == WH_ENOMEM) {
         vm->tainted = true;
-        wh_err_set(&res->err, WH_ENOMEM, "%s: out of memory: the job passed the VM's memory limit "
-                   "(workers.memory_limit = %zu bytes)", meta->class_name, vm->limit);
+        if (vm->oom == OOM_LIMIT)
+            wh_err_set(&res->err, WH_ENOMEM, "%s: out of memory: the job passed the VM's memory limit "
+                       "(workers.memory_limit = %zu bytes)", meta->class_name, vm->limit);
+        else
+            wh_err_set(&res->err, WH_ENOMEM, "%s: out of memory: the system refused an allocation with the VM "
+                       "at %zu bytes, below its limit (workers.memory_limit = %zu bytes): the process may not use "
+                       "workers.concurrency x workers.memory_limit", meta->class_name, vm->used, vm->limit);
+        /* give back what the failed job held now, not when the VM is
+         * rebuilt: the host and the other VMs may be waiting for it */
+        lua_gc(L, LUA_GCCOLLECT, 0);
     }
     if (!nested && !vm->tainted && overlay_used(L)) {
         lua_pushcfunction(L, reset_overlay_protected);

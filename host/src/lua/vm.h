@@ -1,6 +1,11 @@
 /* vm.h -- one Lua VM of the host: a lua_State with a memory limit, the
  * standard libraries, `workerhost` preloaded, os.exit made to raise, the
- * worker scripts loaded from in-memory sources, and a deadline hook.
+ * worker scripts loaded from in-memory sources, and a deadline hook that a
+ * job's debug.sethook cannot remove (its own hook runs next to it).
+ *
+ * The allocator never aborts: past memory_limit, or when the system refuses
+ * (a process limit below concurrency x memory_limit), it returns NULL and
+ * the job fails with WH_ENOMEM.
  *
  * A wh_vm belongs to one thread at a time; it is never shared. */
 #ifndef WH_VM_H
@@ -47,7 +52,8 @@ typedef struct wh_vm_options {
  * definition made by wh.worker; unnamed ones are named after their file.
  * Returns an owned VM (free with wh_vm_free), or NULL with err set:
  * WH_ESCRIPT "workers/x.lua:12: ..." naming file and line, or a duplicate
- * worker name naming both files. */
+ * worker name naming both files; WH_ENOMEM when memory runs out (the limit,
+ * or the system: this never aborts). */
 wh_vm *wh_vm_new(const wh_vm_options *opts, const wh_source *sources, size_t nsources, wh_err *err);
 void wh_vm_free(wh_vm *vm); /* accepts NULL */
 
@@ -66,7 +72,8 @@ int wh_vm_info(const wh_vm *vm, const char *name, wh_lworker_info *out);
 
 /* The result of one perform. */
 typedef struct wh_run_result {
-    int rc;             /* 0, WH_EARGS, WH_ENOCLASS, WH_EJOB, WH_ETIMEOUT, WH_ENOMEM */
+    int rc;             /* 0, WH_EARGS, WH_ENOCLASS, WH_EJOB, WH_ETIMEOUT, WH_ENOMEM (the VM's limit
+                         * or the system's refusal: the message says which) */
     wh_err err;         /* the error when rc != 0 */
     char *traceback;    /* owned (wh_free) or NULL */
 } wh_run_result;
