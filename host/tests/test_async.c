@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "app/async.h"
+#include "app/outcome.h"
 #include "app/catalog.h"
 #include "app/job.h"
 #include "config/config.h"
@@ -373,10 +374,10 @@ static void test_retry_backoff_with_fake_clock(void) {
 }
 
 static void test_backoff_formula(void) {
-    ASSERT_EQ_DBL(wh_async_backoff(0, 0), 15);
-    ASSERT_EQ_DBL(wh_async_backoff(0, 9), 24);
-    ASSERT_EQ_DBL(wh_async_backoff(3, 0), 81 + 15);
-    ASSERT_EQ_DBL(wh_async_backoff(3, 5), 81 + 15 + 5 * 4);
+    ASSERT_EQ_DBL(wh_outcome_backoff(0, 0), 15);
+    ASSERT_EQ_DBL(wh_outcome_backoff(0, 9), 24);
+    ASSERT_EQ_DBL(wh_outcome_backoff(3, 0), 81 + 15);
+    ASSERT_EQ_DBL(wh_outcome_backoff(3, 5), 81 + 15 + 5 * 4);
 }
 
 static void test_scheduled_job_waits_for_its_time(void) {

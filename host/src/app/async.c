@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/outcome.h"
 #include "app/runner.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -250,11 +251,6 @@ static void *scheduler_main(void *arg) {
 
 /* ==== outcomes ============================================================== */
 
-double wh_async_backoff(int count, int r) {
-    double c = (double)count;
-    return c * c * c * c + 15.0 + (double)r * (c + 1.0);
-}
-
 static void bury_locked(wh_async *a, wh_job *job, const char *error) {
     a->dead_total++;
     if (a->cfg->dead_limit == 0) return;
@@ -270,8 +266,9 @@ static void bury_locked(wh_async *a, wh_job *job, const char *error) {
     if (a->dead_n < a->cfg->dead_limit) a->dead_n++;
 }
 
-/* Decides what happens to a job after an attempt. Consumes job. */
-static void settle(wh_async *a, wh_job *job, const wh_run_result *res) {
+/* Applies the outcome policy (app/outcome.h) to a finished attempt, with
+ * the worker's definition in the generation that ran it. Consumes job. */
+static void settle(wh_async *a, const wh_worker_def *def, wh_job *job, const wh_run_result *res) {
     job->first_attempt_done = true;
     pthread_mutex_lock(&a->lock);
     a->processed++;
@@ -279,56 +276,40 @@ static void settle(wh_async *a, wh_job *job, const wh_run_result *res) {
         if (res->rc) a->failed++;
         bool stopping = a->stopping;
         pthread_mutex_unlock(&a->lock);
-        a->o.outcome(a->o.outcome_ud, job, res, stopping);
+        a->o.outcome(a->o.outcome_ud, job, def, res, stopping);
         return;
     }
-    if (res->rc == 0) {
+    if (res->rc) a->failed++;
+    wh_outcome o;
+    wh_outcome_decide(job, def, res->rc, a->o.no_jitter ? 0 : (int)(rnd(a) % 10), &o);
+    if (o.kind == WH_OUTCOME_DONE) {
         pthread_mutex_unlock(&a->lock);
         wh_job_free(job);
         return;
-    }
-    a->failed++;
-    int max = job->retry;
-    if (max == WH_RETRY_DEFAULT) {
-        const wh_worker_def *d = wh_catalog_find(a->o.catalog, job->class_name);
-        max = d ? d->retry : WH_DEFAULT_RETRY;
     }
     wh_free(job->last_error);
     job->last_error = wh_xstrdup(res->err.msg);
-    if (max == WH_RETRY_FALSE) {
-        pthread_mutex_unlock(&a->lock);
-        wh_log(WH_LOG_WARN, job->class_name, job->jid, "dropped (retry: false): %s", res->err.msg);
-        wh_job_free(job);
-        return;
-    }
-    int count = job->has_retry_count ? (int)job->retry_count + 1 : 0;
-    /* arguments refused by the check: a retry cannot help */
-    if (res->rc != WH_EARGS && count < max && !a->stopping) {
-        int r = a->o.no_jitter ? 0 : (int)(rnd(a) % 10);
-        double delay = wh_async_backoff(count, r);
+    if (o.kind == WH_OUTCOME_RETRY) {
         job->has_retry_count = true;
-        job->retry_count = count;
-        job->run_at = now_of(a) + delay;
+        job->retry_count = o.count;
+        if (a->stopping) {
+            /* stopping: kept for the abandoned count, not run again */
+            job->run_at = now_of(a);
+            heap_push(a, job);
+            pthread_mutex_unlock(&a->lock);
+            return;
+        }
+        job->run_at = now_of(a) + o.delay;
         bool earliest = a->nheap == 0 || job->run_at < a->heap[0]->run_at;
         heap_push(a, job);
         if (earliest) pthread_cond_signal(&a->sched);
         pthread_mutex_unlock(&a->lock);
-        wh_log(WH_LOG_INFO, job->class_name, job->jid, "retry %d of %d in %.0f s", count + 1, max, delay);
+        wh_outcome_log(job, &o, res->err.msg);
         return;
     }
-    if (a->stopping && res->rc != WH_EARGS && count < max) {
-        /* stopping: keep it for the abandoned count rather than bury it */
-        job->has_retry_count = true;
-        job->retry_count = count;
-        job->run_at = now_of(a);
-        heap_push(a, job);
-        pthread_mutex_unlock(&a->lock);
-        return;
-    }
-    bury_locked(a, job, res->err.msg);
+    if (o.kind == WH_OUTCOME_DEAD) bury_locked(a, job, res->err.msg);
     pthread_mutex_unlock(&a->lock);
-    wh_log(WH_LOG_ERROR, job->class_name, job->jid, "dead after %d attempt%s: %s", count + 1,
-           count ? "s" : "", res->err.msg);
+    wh_outcome_log(job, &o, res->err.msg);
     wh_job_free(job);
 }
 
@@ -473,7 +454,7 @@ static void *worker_main(void *arg) {
         pthread_mutex_lock(&a->lock);
         w->current = NULL;
         pthread_mutex_unlock(&a->lock);
-        settle(a, job, &res);
+        settle(a, job->class_name ? wh_catalog_find(w->cat, job->class_name) : NULL, job, &res);
 
         pthread_mutex_lock(&a->lock);
         a->running--;

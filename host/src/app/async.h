@@ -46,8 +46,10 @@ typedef struct wh_async_options {
     /* BackgroundQueue: every finished attempt goes here (the job's ownership
      * with it) instead of the in-memory retry and dead list. Called on the
      * worker thread, without the engine's lock. `stopping` tells that the
-     * engine was stopping when the attempt ended. */
-    void (*outcome)(void *ud, wh_job *job, const wh_run_result *res, bool stopping);
+     * engine was stopping when the attempt ended; `def` is the worker's
+     * definition in the generation that ran the job (NULL: no script defines
+     * its class, or the payload was not a job), for wh_outcome_decide. */
+    void (*outcome)(void *ud, wh_job *job, const wh_worker_def *def, const wh_run_result *res, bool stopping);
     void *outcome_ud;
 } wh_async_options;
 
@@ -125,10 +127,6 @@ void wh_async_each_running(wh_async *a, void (*fn)(void *ud, size_t worker, cons
 
 /* How many threads the last stop left behind inside a C call. */
 size_t wh_async_left_behind(const wh_async *a);
-
-/* Sidekiq's retry delay in seconds for the count-th retry (count from 0):
- * count^4 + 15 + rand(10) * (count + 1), rand taken from `r` in [0, 10). */
-double wh_async_backoff(int count, int r);
 
 /* The dead list, newest first: copies up to n entries' jid, class and
  * error into caller-owned arrays of strings (free each with wh_free);

@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "app/host.h"
+#include "app/outcome.h"
 #include "app/runner.h"
 #include "core/backoff.h"
 #include "core/buf.h"
@@ -133,7 +134,6 @@ typedef struct req {
 
 struct wh_rserver {
     const wh_config *cfg;
-    wh_catalog *catalog;  /* as at start; the host's current one is used when there is a host */
     wh_host *host;        /* borrowed, or NULL */
     uv_work_t reload_req; /* a RELOAD signal: wh_host_reload on libuv's thread pool */
     bool reload_running, reload_again;
@@ -978,47 +978,36 @@ static void cap_message(char *m) {
     m[n] = '\0';
 }
 
-/* What a failed attempt becomes, as Sidekiq decides it (sidekiq-compat §4),
- * with our departures: refused arguments are not retried (unless the job was
- * checked against another version of the schema), and an unknown class is
- * retried with 25 retries even when the payload has no retry. */
-static void decide_with(const wh_catalog *cat, const wh_job *job, const wh_run_result *res, ack *a) {
+/* A failed attempt: the outcome policy (app/outcome.h, the same as
+ * BackgroundAsync's) decides; for a retry or a dead entry the payload is
+ * rewritten here, as Sidekiq rewrites it (error fields, retry_count, queue),
+ * every other byte kept. Runs on the worker thread that ran the job. */
+static void decide(const wh_job *job, const wh_worker_def *def, const wh_run_result *res, ack *a) {
     const wh_json *p = job->payload;
-    const wh_worker_def *def = wh_catalog_find(cat, job->class_name);
-    const wh_json *dead_opt = wh_json_getz(p, "dead");
-    bool to_dead = !(dead_opt && dead_opt->type == WH_JSON_FALSE);
-    int max;
-    if (job->retry == WH_RETRY_FALSE) {
-        a->kind = 'x';
-        return;
-    }
-    if (job->retry != WH_RETRY_DEFAULT) max = job->retry;
-    else if (def) max = def->retry == WH_RETRY_FALSE ? -1 : def->retry;
-    else max = WH_DEFAULT_RETRY; /* unknown class, no retry field: keep it (a departure) */
-    if (max < 0) {
-        a->kind = 'x';
-        return;
-    }
-    bool skew = res->rc == WH_EARGS && def && job->schema_hash[0] &&
-                strcmp(job->schema_hash, wh_schema_hash(def->schema)) != 0;
     double now = wh_clock_wall();
-    int count = job->has_retry_count ? (int)job->retry_count + 1 : 0;
-    bool retry = (res->rc != WH_EARGS || skew) && count < max;
-    if (!retry && !to_dead) {
-        a->kind = 'x';
+    wh_outcome o;
+    /* jitter from the clock: worker threads must not touch the I/O thread's rng */
+    wh_outcome_decide(job, def, res->rc, (int)(((uint64_t)(now * 1e6) >> 3) % 10), &o);
+    if (o.kind == WH_OUTCOME_DONE) {
+        a->kind = 'o';
         return;
     }
     char msg[sizeof res->err.msg];
     snprintf(msg, sizeof msg, "%s", res->err.msg);
     cap_message(msg);
     if (!wh_json_utf8_valid(msg, strlen(msg))) snprintf(msg, sizeof msg, "(error message not valid UTF-8)");
+    wh_outcome_log(job, &o, msg);
+    if (o.kind == WH_OUTCOME_DROP) {
+        a->kind = 'x';
+        return;
+    }
     wh_json_member set[6];
     size_t n = 0;
     member_str(&set[n++], "error_message", msg);
     member_str(&set[n++], "error_class", error_class_of(res->rc));
     if (job->has_retry_count) member_float(&set[n++], "retried_at", now);
     else member_float(&set[n++], "failed_at", now);
-    member_int(&set[n++], "retry_count", count);
+    member_int(&set[n++], "retry_count", o.count);
     const wh_json *rq = wh_json_getz(p, "retry_queue");
     const char *queue = (rq && rq->type == WH_JSON_STRING) ? NULL : job->source_queue;
     if (queue) member_str(&set[n++], "queue", queue);
@@ -1030,27 +1019,11 @@ static void decide_with(const wh_catalog *cat, const wh_job *job, const wh_run_r
     }
     a->newp_len = out.len;
     a->newp = wh_buf_steal(&out);
-    if (retry) {
-        /* jitter from the clock: this runs on worker threads, which must not
-         * touch the I/O thread's rng */
-        int r = (int)(((uint64_t)(now * 1e6) >> 3) % 10);
-        a->kind = 'r';
-        a->delay = wh_async_backoff(count, r);
-        wh_log(WH_LOG_INFO, job->class_name, job->jid, "retry %d of %d at +%.0f s", count + 1, max, a->delay);
-    } else {
-        a->kind = 'd';
-        wh_log(WH_LOG_ERROR, job->class_name, job->jid, "dead after %d attempt%s: %s", count + 1, count ? "s" : "",
-               msg);
-    }
+    a->kind = o.kind == WH_OUTCOME_RETRY ? 'r' : 'd';
+    a->delay = o.delay;
 }
 
-static void decide(wh_rserver *s, const wh_job *job, const wh_run_result *res, ack *a) {
-    wh_catalog *cat = s->host ? wh_host_current_catalog(s->host, NULL) : wh_catalog_retain(s->catalog);
-    decide_with(cat, job, res, a);
-    wh_catalog_release(cat);
-}
-
-void wh_rserver_outcome(void *ud, wh_job *job, const wh_run_result *res, bool stopping) {
+void wh_rserver_outcome(void *ud, wh_job *job, const wh_worker_def *def, const wh_run_result *res, bool stopping) {
     wh_rserver *s = ud;
     held *h = job->source_ref;
     ack *a = &h->a;
@@ -1067,7 +1040,7 @@ void wh_rserver_outcome(void *ud, wh_job *job, const wh_run_result *res, bool st
     } else if (res->rc == 0) {
         a->kind = 'o';
     } else {
-        decide(s, job, res, a);
+        decide(job, def, res, a);
     }
     wh_job_free(job); /* its tree, parsed on this thread; the struct lives in h */
     if (push_ack(s, a, stopping)) uv_async_send(&s->wake);
@@ -1976,7 +1949,6 @@ int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err
         return WH_ECONFIG;
     }
     wh_redis_uri_redacted(&s->uri, s->uri_shown, sizeof s->uri_shown);
-    s->catalog = wh_catalog_retain(opts->catalog);
     s->host = opts->host;
     const char *ns = opts->cfg->queue_namespace;
     wh_buf b = WH_BUF_INIT;
@@ -2120,7 +2092,6 @@ void wh_rserver_free(wh_rserver *s) {
     wh_free(s->queues_of_key);
     wh_free(s->ns);
     wh_redis_uri_free(&s->uri);
-    wh_catalog_release(s->catalog);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->done);
     wh_free(s);

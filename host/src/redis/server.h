@@ -29,9 +29,10 @@ typedef struct wh_rserver wh_rserver;
 
 typedef struct wh_rserver_options {
     const wh_config *cfg;  /* borrowed; outlives the server */
-    wh_catalog *catalog;   /* retained: the queues to fetch when workers.queues is not set */
-    wh_host *host;         /* borrowed, or NULL: the current catalog (retry defaults, schema skew),
-                            * the generation published in the heartbeat, and RELOAD signals */
+    wh_catalog *catalog;   /* borrowed, read by wh_rserver_new only: the queues to fetch when
+                            * workers.queues is not set */
+    wh_host *host;         /* borrowed, or NULL: the generation published in the heartbeat, and
+                            * RELOAD signals (outcomes come with the definition that ran the job) */
 } wh_rserver_options;
 
 /* Parses queue.uri and prepares the server (no connection yet). Owned:
@@ -46,7 +47,7 @@ void wh_rserver_set_executor(wh_rserver *s, wh_async *exec);
 int wh_rserver_start(wh_rserver *s, wh_err *err);
 
 /* The executor's outcome hook (wh_async_options.outcome): takes the job. */
-void wh_rserver_outcome(void *s, wh_job *job, const wh_run_result *res, bool stopping);
+void wh_rserver_outcome(void *s, wh_job *job, const wh_worker_def *def, const wh_run_result *res, bool stopping);
 
 /* Stops fetching (quiet). Running and prefetched jobs still finish. */
 void wh_rserver_quiet(wh_rserver *s);
