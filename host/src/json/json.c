@@ -56,6 +56,10 @@ struct wh_json_doc {
     chunk *chunks;       /* heap chunks, newest first (the inline region is not one) */
     size_t next_size;    /* size of the next general-purpose chunk */
     size_t inline_size;  /* bytes of the region allocated with the struct */
+    /* While a parse runs: bytes it holds (this struct with its inline region,
+     * chunks, the parser's stacks, yajl's heap blocks) and the most it may
+     * hold. alloc_limit is 0 outside a parse: building by hand is unbounded. */
+    size_t alloc_used, alloc_limit;
     wh_json root_slot;   /* holds a parsed root */
 };
 
@@ -92,6 +96,8 @@ static wh_json_doc *doc_new_sized(size_t inline_size) {
     if (doc == NULL) doc = wh_xmalloc(sizeof *doc + inline_size);
     doc->root = NULL;
     doc->inline_size = inline_size;
+    doc->alloc_used = sizeof *doc + inline_size;
+    doc->alloc_limit = 0;
     doc->cur = (char *)(doc + 1);
     doc->end = doc->cur + inline_size;
     doc->chunks = NULL;
@@ -105,7 +111,16 @@ static char *align_up(char *p, size_t align) {
     return (char *)u;
 }
 
+/* Counts n more bytes against the parse's limit. Returns false (and counts
+ * nothing) when they do not fit; always true outside a parse. */
+static bool charge(wh_json_doc *doc, size_t n) {
+    if (doc->alloc_limit && (n > doc->alloc_limit || doc->alloc_used > doc->alloc_limit - n)) return false;
+    doc->alloc_used += n;
+    return true;
+}
+
 static chunk *chunk_new(wh_json_doc *doc, size_t size) {
+    if (!charge(doc, sizeof(chunk) + size)) return NULL;
     chunk *c = wh_xmalloc(sizeof *c + size);
     c->size = size;
     c->next = doc->chunks;
@@ -113,25 +128,34 @@ static chunk *chunk_new(wh_json_doc *doc, size_t size) {
     return c;
 }
 
-/* The slow path of arena_alloc: the current region is too small. */
+/* The slow path of arena_alloc: the current region is too small. Returns
+ * NULL only during a parse, when the chunk would pass its limit. */
 static void *arena_grow(wh_json_doc *doc, size_t n, size_t align) {
     if (n > SIZE_MAX / 2) abort(); /* cannot happen for text that fits in memory */
     size_t need = n + align;
     if (need > doc->next_size / 4) {
         /* Big: its own chunk, and keep bumping in the current region. */
         chunk *c = chunk_new(doc, need);
-        return align_up((char *)(c + 1), align);
+        return c ? align_up((char *)(c + 1), align) : NULL;
     }
-    chunk *c = chunk_new(doc, doc->next_size);
+    size_t size = doc->next_size;
+    bool near_limit = doc->alloc_limit && (doc->alloc_used > doc->alloc_limit ||
+                                           doc->alloc_limit - doc->alloc_used < sizeof(chunk) + size);
+    if (near_limit) /* what is left of the limit, rather than failing on a chunk mostly unused */
+        size = doc->alloc_used + sizeof(chunk) + need <= doc->alloc_limit
+                   ? doc->alloc_limit - doc->alloc_used - sizeof(chunk) : need;
+    chunk *c = chunk_new(doc, size);
+    if (c == NULL) return NULL;
     doc->cur = (char *)(c + 1);
     doc->end = doc->cur + c->size;
-    if (doc->next_size < ARENA_MAX_CHUNK) doc->next_size *= 2;
+    if (!near_limit && doc->next_size < ARENA_MAX_CHUNK) doc->next_size *= 2;
     char *p = align_up(doc->cur, align);
     doc->cur = p + n;
     return p;
 }
 
-/* Returns n bytes aligned to align (a power of two); lives until the doc is freed. */
+/* Returns n bytes aligned to align (a power of two); lives until the doc is
+ * freed. NULL only during a parse, past its limit (see charge). */
 static void *arena_alloc(wh_json_doc *doc, size_t n, size_t align) {
     char *p = align_up(doc->cur, align);
     if (p <= doc->end && n <= (size_t)(doc->end - p)) {
@@ -143,6 +167,7 @@ static void *arena_alloc(wh_json_doc *doc, size_t n, size_t align) {
 
 static char *arena_strndup(wh_json_doc *doc, const void *s, size_t n) {
     char *p = arena_alloc(doc, n + 1, 1);
+    if (p == NULL) return NULL;
     if (n) memcpy(p, s, n);
     p[n] = '\0';
     return p;
@@ -363,37 +388,44 @@ static bool parse_int64(const char *s, size_t n, int64_t *out) {
 /* strtod that reads '.' as the decimal point whatever LC_NUMERIC says (the
  * host may run with a locale that uses ','). s is NUL-terminated. Like Lua's
  * l_str2d: try as is, and only on failure retry with the locale's point. */
-static double c_strtod(const char *s, size_t n) {
+static bool c_strtod(wh_json_doc *doc, const char *s, size_t n, double *out) {
     char *end;
     double d = strtod(s, &end);
-    if (end == s + n) return d;
+    if (end == s + n) {
+        *out = d;
+        return true;
+    }
     const char *point = localeconv()->decimal_point;
     size_t plen = strlen(point);
+    if (!charge(doc, n + plen + 1)) return false; /* a parse's limit counts this copy too */
+    doc->alloc_used -= n + plen + 1;              /* freed below */
     char *copy = wh_xmalloc(n + plen + 1), *q = copy;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '.') memcpy(q, point, plen), q += plen;
         else *q++ = s[i];
     }
     *q = '\0';
-    d = strtod(copy, NULL);
+    *out = strtod(copy, NULL);
     wh_free(copy);
-    return d;
+    return true;
 }
 
-/* Builds the value for number text s (n bytes, valid JSON number syntax). */
-static void make_number(wh_json_doc *doc, const char *s, size_t n, wh_json *v) {
+/* Builds the value for number text s (n bytes, valid JSON number syntax).
+ * Returns false when the parse's memory limit is reached. */
+static bool make_number(wh_json_doc *doc, const char *s, size_t n, wh_json *v) {
     bool int_literal = memchr(s, '.', n) == NULL && memchr(s, 'e', n) == NULL &&
                        memchr(s, 'E', n) == NULL;
     if (int_literal && parse_int64(s, n, &v->u.i)) {
         v->type = WH_JSON_INT;
-        return;
+        return true;
     }
     char *raw = arena_strndup(doc, s, n);
+    if (raw == NULL) return false;
     v->type = WH_JSON_FLOAT;
     v->u.f.raw = raw;
     v->u.f.raw_len = n;
     v->u.f.int_literal = int_literal;
-    v->u.f.d = c_strtod(raw, n);
+    return c_strtod(doc, raw, n, &v->u.f.d);
 }
 
 /* ==== the tree builder (yajl callbacks) ================================= */
@@ -422,6 +454,7 @@ typedef struct parse_ctx {
     wh_err *err;
     int max_depth;
     const scan_issue *issue;
+    bool yajl_over; /* a block of yajl's own took the parse past its limit */
     wh_json root;
     slot *slots;
     size_t nslots, cap_slots;
@@ -431,10 +464,17 @@ typedef struct parse_ctx {
     frame small_frames[SMALL_FRAMES];
 } parse_ctx;
 
-/* Grows a stack that starts in inline storage `small`. */
-static void *stack_grow(void *items, void *small, size_t *cap, size_t item_size) {
+/* Grows a stack that starts in inline storage `small`. With doc (a parse),
+ * counts it against the parse's limit, the old and new blocks both while the
+ * copy is made, and returns NULL (leaving the stack as it was) when that
+ * does not fit. */
+static void *stack_grow(wh_json_doc *doc, void *items, void *small, size_t *cap, size_t item_size) {
     size_t ncap = *cap * 2;
     void *p;
+    if (doc) {
+        if (!charge(doc, ncap * item_size)) return NULL;
+        if (items != small) doc->alloc_used -= *cap * item_size; /* the old block goes */
+    }
     if (items == small) {
         p = wh_xmalloc(ncap * item_size);
         memcpy(p, items, *cap * item_size);
@@ -445,9 +485,13 @@ static void *stack_grow(void *items, void *small, size_t *cap, size_t item_size)
     return p;
 }
 
+/* Returns NULL past the parse's memory limit. */
 static slot *push_slot(parse_ctx *c) {
-    if (c->nslots == c->cap_slots)
-        c->slots = stack_grow(c->slots, c->small_slots, &c->cap_slots, sizeof(slot));
+    if (c->nslots == c->cap_slots) {
+        slot *s = stack_grow(c->doc, c->slots, c->small_slots, &c->cap_slots, sizeof(slot));
+        if (s == NULL) return NULL;
+        c->slots = s;
+    }
     return &c->slots[c->nslots++];
 }
 
@@ -464,9 +508,18 @@ static int fail(parse_ctx *c, size_t at, bool show_at, const char *what) {
     return 0;
 }
 
+/* Fails the parse because it would hold more than its limit. */
+static int over_limit(parse_ctx *c) {
+    char what[160];
+    snprintf(what, sizeof what, "a payload of %zu bytes needs more than %zu bytes to parse", c->len,
+             c->doc->alloc_limit);
+    return fail(c, yajl_get_bytes_consumed(c->h), false, what);
+}
+
 /* Places a finished value: as the root, as the next array item, or as the
  * value of the key pushed last. */
 static int emit(parse_ctx *c, const wh_json *v) {
+    if (c->yajl_over) return over_limit(c);
     if (c->nframes == 0) {
         c->root = *v;
         return 1;
@@ -477,6 +530,7 @@ static int emit(parse_ctx *c, const wh_json *v) {
         return 1;
     }
     slot *s = push_slot(c);
+    if (s == NULL) return over_limit(c);
     s->m.key = NULL;
     s->m.key_len = 0;
     s->m.value = *v;
@@ -496,7 +550,7 @@ static int on_boolean(void *ctx, int b) {
 static int on_number(void *ctx, const char *s, size_t n) {
     parse_ctx *c = ctx;
     wh_json v;
-    make_number(c->doc, s, n, &v);
+    if (!make_number(c->doc, s, n, &v)) return over_limit(c);
     return emit(c, &v);
 }
 
@@ -504,14 +558,18 @@ static int on_string(void *ctx, const unsigned char *s, size_t n) {
     parse_ctx *c = ctx;
     wh_json v = {.type = WH_JSON_STRING};
     v.u.str.s = arena_strndup(c->doc, s, n);
+    if (v.u.str.s == NULL) return over_limit(c);
     v.u.str.len = n;
     return emit(c, &v);
 }
 
 static int on_map_key(void *ctx, const unsigned char *s, size_t n) {
     parse_ctx *c = ctx;
+    if (c->yajl_over) return over_limit(c);
     slot *k = push_slot(c);
+    if (k == NULL) return over_limit(c);
     k->m.key = arena_strndup(c->doc, s, n);
+    if (k->m.key == NULL) return over_limit(c);
     k->m.key_len = n;
     k->m.value.type = WH_JSON_NULL;
     k->key_end = yajl_get_bytes_consumed(c->h);
@@ -519,13 +577,17 @@ static int on_map_key(void *ctx, const unsigned char *s, size_t n) {
 }
 
 static int open_container(parse_ctx *c, bool is_obj) {
+    if (c->yajl_over) return over_limit(c);
     if (c->nframes >= (size_t)c->max_depth) {
         char what[48];
         snprintf(what, sizeof what, "nesting deeper than %d", c->max_depth);
         return fail(c, yajl_get_bytes_consumed(c->h), false, what);
     }
-    if (c->nframes == c->cap_frames)
-        c->frames = stack_grow(c->frames, c->small_frames, &c->cap_frames, sizeof(frame));
+    if (c->nframes == c->cap_frames) {
+        frame *f = stack_grow(c->doc, c->frames, c->small_frames, &c->cap_frames, sizeof(frame));
+        if (f == NULL) return over_limit(c);
+        c->frames = f;
+    }
     c->frames[c->nframes].base = c->nslots;
     c->frames[c->nframes].is_obj = is_obj;
     c->nframes++;
@@ -541,6 +603,7 @@ static int on_end_array(void *ctx) {
     wh_json v = {.type = WH_JSON_ARRAY};
     if (n) {
         wh_json *items = arena_alloc(c->doc, n * sizeof *items, alignof(wh_json));
+        if (items == NULL) return over_limit(c);
         for (size_t i = 0; i < n; i++) items[i] = c->slots[base + i].m.value;
         v.u.arr.items = items;
     }
@@ -571,13 +634,18 @@ static int key_cmp(const void *pa, const void *pb) {
 /* Returns the first member (in document order) whose key already appeared
  * earlier in the object, or NULL. Quadratic only for small objects; larger
  * ones are sorted so a 100k-key object stays O(n log n). */
-static const slot *find_dup(const slot *s, size_t n) {
+static const slot *find_dup(wh_json_doc *doc, const slot *s, size_t n, bool *over) {
     if (n <= DUP_LINEAR_MAX) {
         for (size_t i = 1; i < n; i++)
             for (size_t j = 0; j < i; j++)
                 if (key_eq(&s[i], &s[j])) return &s[i];
         return NULL;
     }
+    if (!charge(doc, n * sizeof(const slot *))) {
+        *over = true;
+        return NULL;
+    }
+    doc->alloc_used -= n * sizeof(const slot *); /* freed below */
     const slot **sorted = wh_xmalloc(n * sizeof *sorted);
     for (size_t i = 0; i < n; i++) sorted[i] = &s[i];
     qsort(sorted, n, sizeof *sorted, key_cmp);
@@ -622,7 +690,9 @@ static void quote_key(char *out, size_t cap, const char *key, size_t len) {
 static int on_end_map(void *ctx) {
     parse_ctx *c = ctx;
     size_t base = c->frames[c->nframes - 1].base, n = c->nslots - base;
-    const slot *dup = find_dup(c->slots + base, n);
+    bool over = false;
+    const slot *dup = find_dup(c->doc, c->slots + base, n, &over);
+    if (over) return over_limit(c);
     if (dup) {
         char key[200], what[220];
         quote_key(key, sizeof key, dup->m.key, dup->m.key_len);
@@ -633,6 +703,7 @@ static int on_end_map(void *ctx) {
     wh_json v = {.type = WH_JSON_OBJECT};
     if (n) {
         wh_json_member *m = arena_alloc(c->doc, n * sizeof *m, alignof(wh_json_member));
+        if (m == NULL) return over_limit(c);
         for (size_t i = 0; i < n; i++) m[i] = c->slots[base + i].m;
         v.u.obj.members = m;
     }
@@ -705,8 +776,11 @@ static _Thread_local struct {
     size_t used;
 } scratch;
 
+/* ctx is the parse_ctx. Heap blocks count against the parse's limit; yajl
+ * cannot take a NULL, so one that passes it is still made, and the parse
+ * stops at the next event (see parse_ctx.yajl_over). */
 static void *scratch_malloc(void *ctx, size_t n) {
-    (void)ctx;
+    parse_ctx *c = ctx;
     size_t need = sizeof(scratch_hdr) + ((n + 15) & ~(size_t)15);
     scratch_hdr *h;
     if (need <= SCRATCH_SIZE - scratch.used) {
@@ -714,6 +788,10 @@ static void *scratch_malloc(void *ctx, size_t n) {
         scratch.used += need;
         h->on_heap = 0;
     } else {
+        if (!charge(c->doc, sizeof *h + n)) {
+            c->yajl_over = true;
+            c->doc->alloc_used += sizeof *h + n;
+        }
         h = wh_xmalloc(sizeof *h + n);
         h->on_heap = 1;
     }
@@ -722,10 +800,13 @@ static void *scratch_malloc(void *ctx, size_t n) {
 }
 
 static void scratch_free(void *ctx, void *p) {
-    (void)ctx;
+    parse_ctx *c = ctx;
     if (p == NULL) return;
     scratch_hdr *h = (scratch_hdr *)p - 1;
-    if (h->on_heap) wh_free(h);
+    if (h->on_heap) {
+        c->doc->alloc_used -= sizeof *h + h->size;
+        wh_free(h);
+    }
     /* scratch blocks are reclaimed all at once when the parse ends */
 }
 
@@ -739,12 +820,11 @@ static void *scratch_realloc(void *ctx, void *p, size_t n) {
     return q;
 }
 
-static yajl_alloc_funcs scratch_funcs = {scratch_malloc, scratch_realloc, scratch_free, NULL};
-
 /* Runs yajl over the text; returns true when the tree is complete. */
 static bool run_yajl(parse_ctx *c) {
     size_t mark = scratch.used; /* nested parses (none today) would stack */
-    yajl_handle h = yajl_alloc(&parse_callbacks, &scratch_funcs, c);
+    yajl_alloc_funcs funcs = {scratch_malloc, scratch_realloc, scratch_free, c};
+    yajl_handle h = yajl_alloc(&parse_callbacks, &funcs, c);
     if (h == NULL) abort(); /* yajl's default allocator: out of memory */
     c->h = h;
     yajl_config(h, yajl_allow_comments, 0);
@@ -757,6 +837,10 @@ static bool run_yajl(parse_ctx *c) {
     if (st == yajl_status_ok) {
         at_end = true;
         st = yajl_complete_parse(h);
+    }
+    if (st == yajl_status_ok && c->yajl_over) { /* yajl's last block, after the last event */
+        over_limit(c);
+        st = yajl_status_client_canceled;
     }
     bool ok = st == yajl_status_ok && c->issue->at == NO_OFFSET;
     if (st == yajl_status_ok && !ok) fail(c, c->len, true, ""); /* cannot happen: yajl saw the string */
@@ -775,6 +859,13 @@ static size_t inline_size_for(size_t len) {
     return len > (65536 - 512) / 4 ? 65536 : len * 4 + 512;
 }
 
+size_t wh_json_parse_limit(size_t len) {
+    if (len > (SIZE_MAX - WH_JSON_PARSE_SLACK) / WH_JSON_PARSE_FACTOR) return SIZE_MAX;
+    return WH_JSON_PARSE_FACTOR * len + WH_JSON_PARSE_SLACK;
+}
+
+size_t wh_json_doc_alloc_bytes(const wh_json_doc *doc) { return doc->alloc_used; }
+
 wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *limits, wh_err *err) {
     if (text == NULL && len) {
         wh_err_set(err, WH_EINVAL, "wh_json_parse: text is NULL");
@@ -791,6 +882,7 @@ wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *l
     c->err = err;
     c->max_depth = limits && limits->max_depth > 0 ? limits->max_depth : WH_JSON_DEFAULT_MAX_DEPTH;
     c->issue = &issue;
+    c->yajl_over = false;
     c->slots = c->small_slots;
     c->nslots = 0;
     c->cap_slots = SMALL_SLOTS;
@@ -799,15 +891,24 @@ wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *l
     c->cap_frames = SMALL_FRAMES;
 
     wh_json_doc *doc = c->doc;
+    doc->alloc_limit = wh_json_parse_limit(len);
+    assert(doc->alloc_used <= doc->alloc_limit); /* the inline region is at most 64 KB */
     if (run_yajl(c)) {
+        doc->alloc_limit = 0; /* what the caller adds to the doc is not the parse's */
         doc->root_slot = c->root;
         doc->root = &doc->root_slot;
     } else {
         wh_json_doc_free(doc); /* every partial value lives in the arena */
         doc = NULL;
     }
-    if (c->slots != c->small_slots) wh_free(c->slots);
-    if (c->frames != c->small_frames) wh_free(c->frames);
+    if (c->slots != c->small_slots) {
+        if (doc) doc->alloc_used -= c->cap_slots * sizeof(slot);
+        wh_free(c->slots);
+    }
+    if (c->frames != c->small_frames) {
+        if (doc) doc->alloc_used -= c->cap_frames * sizeof(frame);
+        wh_free(c->frames);
+    }
     return doc;
 }
 
@@ -948,7 +1049,7 @@ typedef struct wstack {
 static int write_open(wh_buf *out, wstack *st, const wh_json *v, wh_err *err) {
     if (v->type != WH_JSON_ARRAY && v->type != WH_JSON_OBJECT) return write_scalar(out, v, err);
     wh_buf_putc(out, v->type == WH_JSON_ARRAY ? '[' : '{');
-    if (st->n == st->cap) st->f = stack_grow(st->f, st->small, &st->cap, sizeof(wframe));
+    if (st->n == st->cap) st->f = stack_grow(NULL, st->f, st->small, &st->cap, sizeof(wframe));
     st->f[st->n].v = v;
     st->f[st->n].next = 0;
     st->n++;
