@@ -430,21 +430,21 @@ static bool make_number(wh_json_doc *doc, const char *s, size_t n, wh_json *v) {
 
 /* ==== the tree builder (yajl callbacks) ================================= */
 
-/* Values of open arrays and objects wait on a stack of slots until their
- * container closes; then they are copied into the arena as one contiguous
- * array. A key is pushed as a slot whose value the next event fills in. */
-typedef struct slot {
-    wh_json_member m; /* key NULL for array items */
-    size_t key_end;   /* for members: yajl's offset just after the key */
-} slot;
+/* Each array and object gets its items (or members) as one contiguous array
+ * in the arena, allocated when it opens with the exact count of values it
+ * will hold. The counts come from a quick pass over the text before yajl
+ * runs (count_values), so values go straight to their place: no stack of
+ * pending values and no copy, and the tree is all a parse holds. */
 
 typedef struct frame {
-    size_t base; /* index of the container's first slot */
+    void *items;  /* wh_json[] or wh_json_member[] (arena), cap entries; NULL if cap is 0 */
+    size_t n, cap;
+    size_t start; /* offset of the opening bracket, for duplicate-key messages */
     bool is_obj;
 } frame;
 
-#define SMALL_SLOTS 32
 #define SMALL_FRAMES 16
+#define SMALL_COUNTS 64
 
 typedef struct parse_ctx {
     wh_json_doc *doc;
@@ -456,12 +456,14 @@ typedef struct parse_ctx {
     const scan_issue *issue;
     bool yajl_over; /* a block of yajl's own took the parse past its limit */
     wh_json root;
-    slot *slots;
-    size_t nslots, cap_slots;
+    uint32_t *counts;  /* values of each container, in the order they open */
+    size_t ncounts;    /* entries filled by count_values */
+    size_t cap_counts;
+    size_t next_count; /* the next container to open */
     frame *frames;
     size_t nframes, cap_frames;
-    slot small_slots[SMALL_SLOTS]; /* most payloads never touch the heap */
-    frame small_frames[SMALL_FRAMES];
+    frame small_frames[SMALL_FRAMES]; /* most payloads never touch the heap */
+    uint32_t small_counts[SMALL_COUNTS];
 } parse_ctx;
 
 /* Grows a stack that starts in inline storage `small`. With doc (a parse),
@@ -485,14 +487,91 @@ static void *stack_grow(wh_json_doc *doc, void *items, void *small, size_t *cap,
     return p;
 }
 
-/* Returns NULL past the parse's memory limit. */
-static slot *push_slot(parse_ctx *c) {
-    if (c->nslots == c->cap_slots) {
-        slot *s = stack_grow(c->doc, c->slots, c->small_slots, &c->cap_slots, sizeof(slot));
-        if (s == NULL) return NULL;
-        c->slots = s;
+/* ---- counting values ahead of yajl ---- */
+
+/* Offset of the byte after the string whose opening quote is at i (n if
+ * it is unterminated). Escapes are skipped as yajl reads them. */
+static size_t skip_string(const char *t, size_t n, size_t i) {
+    for (i++; i < n;) {
+        const char *q = memchr(t + i, '"', n - i);
+        if (q == NULL) return n;
+        size_t at = (size_t)(q - t), bs = 0;
+        while (at - bs > i && t[at - bs - 1] == '\\') bs++;
+        if (bs % 2 == 0) return at + 1; /* not escaped */
+        i = at + 1;
     }
-    return &c->slots[c->nslots++];
+    return n;
+}
+
+typedef struct count_frame {
+    uint32_t k;        /* which container */
+    uint32_t nonempty; /* 1 once a value (or key) started in it */
+} count_frame;
+
+/* Fills c->counts[k] with the number of values (members, for an object) of
+ * the k-th container to open: the commas at its level, plus one unless it
+ * is empty (counted when its first value starts, so a count is never short
+ * of what came before where the pass stops). Exact for valid JSON; for other
+ * text it may count more than yajl will deliver before it reports the
+ * error, never fewer (each value after the first needs a comma before it),
+ * and the builder checks anyway. Stops at nesting deeper than max_depth
+ * (yajl's parse fails there). Returns false past the memory limit. */
+static bool count_values(parse_ctx *c) {
+    const char *t = c->text;
+    size_t n = c->len, depth = 0, nc = 0, cap = SMALL_COUNTS, max_depth = (size_t)c->max_depth;
+    uint32_t *counts = c->small_counts;
+    count_frame small[WH_JSON_DEFAULT_MAX_DEPTH], *stack = small;
+    size_t stack_cap = WH_JSON_DEFAULT_MAX_DEPTH;
+    bool ok = true;
+    for (size_t i = 0; i < n && ok;) {
+        char ch = t[i];
+        switch (ch) {
+        case ' ': case '\t': case '\n': case '\r': case ':': i++; continue;
+        case ',':
+            if (depth && counts[stack[depth - 1].k] < UINT32_MAX) counts[stack[depth - 1].k]++;
+            i++;
+            continue;
+        case ']': case '}':
+            if (depth) depth--;
+            i++;
+            continue;
+        default: break;
+        }
+        if (depth && !stack[depth - 1].nonempty) { /* its first value: the one without a comma */
+            stack[depth - 1].nonempty = 1;
+            if (counts[stack[depth - 1].k] < UINT32_MAX) counts[stack[depth - 1].k]++;
+        }
+        if (ch == '[' || ch == '{') {
+            if (depth == max_depth || nc == UINT32_MAX) break;
+            if (nc == cap) {
+                uint32_t *g = stack_grow(c->doc, counts, c->small_counts, &cap, sizeof *counts);
+                if (g == NULL) ok = false;
+                else counts = g;
+            }
+            if (ok && depth == stack_cap) {
+                count_frame *g = stack_grow(c->doc, stack, small, &stack_cap, sizeof *stack);
+                if (g == NULL) ok = false;
+                else stack = g;
+            }
+            if (!ok) break;
+            counts[nc] = 0;
+            stack[depth].k = (uint32_t)nc;
+            stack[depth].nonempty = 0;
+            depth++, nc++, i++;
+        } else if (ch == '"') {
+            i = skip_string(t, n, i);
+        } else {
+            i++;
+        }
+    }
+    if (stack != small) {
+        c->doc->alloc_used -= stack_cap * sizeof *stack;
+        wh_free(stack);
+    }
+    c->counts = counts;
+    c->cap_counts = cap;
+    c->ncounts = nc;
+    return ok;
 }
 
 /* Reports a problem found at offset `at` (shown in the message only when
@@ -516,24 +595,28 @@ static int over_limit(parse_ctx *c) {
     return fail(c, yajl_get_bytes_consumed(c->h), false, what);
 }
 
+/* A container got more values than counted: cannot happen (see
+ * count_values); refuses the text rather than write past the array. */
+static int miscounted(parse_ctx *c) {
+    return fail(c, yajl_get_bytes_consumed(c->h), true, "unexpected value");
+}
+
 /* Places a finished value: as the root, as the next array item, or as the
- * value of the key pushed last. */
+ * value of the key placed last. */
 static int emit(parse_ctx *c, const wh_json *v) {
     if (c->yajl_over) return over_limit(c);
     if (c->nframes == 0) {
         c->root = *v;
         return 1;
     }
-    if (c->frames[c->nframes - 1].is_obj) {
-        assert(c->nslots > 0 && c->slots[c->nslots - 1].m.key != NULL);
-        c->slots[c->nslots - 1].m.value = *v;
+    frame *f = &c->frames[c->nframes - 1];
+    if (f->is_obj) {
+        assert(f->n > 0);
+        ((wh_json_member *)f->items)[f->n - 1].value = *v;
         return 1;
     }
-    slot *s = push_slot(c);
-    if (s == NULL) return over_limit(c);
-    s->m.key = NULL;
-    s->m.key_len = 0;
-    s->m.value = *v;
+    if (f->n == f->cap) return miscounted(c);
+    ((wh_json *)f->items)[f->n++] = *v;
     return 1;
 }
 
@@ -566,13 +649,14 @@ static int on_string(void *ctx, const unsigned char *s, size_t n) {
 static int on_map_key(void *ctx, const unsigned char *s, size_t n) {
     parse_ctx *c = ctx;
     if (c->yajl_over) return over_limit(c);
-    slot *k = push_slot(c);
-    if (k == NULL) return over_limit(c);
-    k->m.key = arena_strndup(c->doc, s, n);
-    if (k->m.key == NULL) return over_limit(c);
-    k->m.key_len = n;
-    k->m.value.type = WH_JSON_NULL;
-    k->key_end = yajl_get_bytes_consumed(c->h);
+    frame *f = &c->frames[c->nframes - 1];
+    if (f->n == f->cap) return miscounted(c);
+    wh_json_member *m = &((wh_json_member *)f->items)[f->n];
+    m->key = arena_strndup(c->doc, s, n);
+    if (m->key == NULL) return over_limit(c);
+    m->key_len = n;
+    m->value.type = WH_JSON_NULL;
+    f->n++;
     return 1;
 }
 
@@ -588,8 +672,18 @@ static int open_container(parse_ctx *c, bool is_obj) {
         if (f == NULL) return over_limit(c);
         c->frames = f;
     }
-    c->frames[c->nframes].base = c->nslots;
-    c->frames[c->nframes].is_obj = is_obj;
+    if (c->next_count >= c->ncounts) return miscounted(c);
+    frame *f = &c->frames[c->nframes];
+    f->cap = c->counts[c->next_count++];
+    f->n = 0;
+    f->items = NULL;
+    f->start = yajl_get_bytes_consumed(c->h) - 1;
+    f->is_obj = is_obj;
+    if (f->cap) {
+        f->items = is_obj ? arena_alloc(c->doc, f->cap * sizeof(wh_json_member), alignof(wh_json_member))
+                          : arena_alloc(c->doc, f->cap * sizeof(wh_json), alignof(wh_json));
+        if (f->items == NULL) return over_limit(c);
+    }
     c->nframes++;
     return 1;
 }
@@ -599,77 +693,84 @@ static int on_start_array(void *ctx) { return open_container(ctx, false); }
 
 static int on_end_array(void *ctx) {
     parse_ctx *c = ctx;
-    size_t base = c->frames[--c->nframes].base, n = c->nslots - base;
+    const frame *f = &c->frames[--c->nframes];
     wh_json v = {.type = WH_JSON_ARRAY};
-    if (n) {
-        wh_json *items = arena_alloc(c->doc, n * sizeof *items, alignof(wh_json));
-        if (items == NULL) return over_limit(c);
-        for (size_t i = 0; i < n; i++) items[i] = c->slots[base + i].m.value;
-        v.u.arr.items = items;
-    }
-    v.u.arr.n = n;
-    c->nslots = base;
+    v.u.arr.items = f->n ? f->items : NULL;
+    v.u.arr.n = f->n;
     return emit(c, &v);
 }
 
 /* ---- duplicate keys ---- */
 
-static bool key_eq(const slot *a, const slot *b) {
-    return a->m.key_len == b->m.key_len && memcmp(a->m.key, b->m.key, a->m.key_len) == 0;
+static bool key_eq(const wh_json_member *a, const wh_json_member *b) {
+    return a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0;
 }
 
-/* Orders slots by key, then by position, so equal keys end up adjacent with
- * the first occurrence first. */
+/* Orders members by key, then by position, so equal keys end up adjacent
+ * with the first occurrence first. */
 static int key_cmp(const void *pa, const void *pb) {
-    const slot *a = *(const slot *const *)pa, *b = *(const slot *const *)pb;
-    size_t n = a->m.key_len < b->m.key_len ? a->m.key_len : b->m.key_len;
-    int r = n ? memcmp(a->m.key, b->m.key, n) : 0;
+    const wh_json_member *a = *(const wh_json_member *const *)pa, *b = *(const wh_json_member *const *)pb;
+    size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int r = n ? memcmp(a->key, b->key, n) : 0;
     if (r) return r;
-    if (a->m.key_len != b->m.key_len) return a->m.key_len < b->m.key_len ? -1 : 1;
+    if (a->key_len != b->key_len) return a->key_len < b->key_len ? -1 : 1;
     return a < b ? -1 : a > b;
 }
 
 #define DUP_LINEAR_MAX 16
 
-/* Returns the first member (in document order) whose key already appeared
- * earlier in the object, or NULL. Quadratic only for small objects; larger
- * ones are sorted so a 100k-key object stays O(n log n). */
-static const slot *find_dup(wh_json_doc *doc, const slot *s, size_t n, bool *over) {
+/* Returns the index of the first member (in document order) whose key
+ * already appeared earlier in the object, or n. Quadratic only for small
+ * objects; larger ones are sorted so a 100k-key object stays O(n log n).
+ * Sets *over (and returns n) when the sort buffer would pass the limit. */
+static size_t find_dup(wh_json_doc *doc, const wh_json_member *s, size_t n, bool *over) {
     if (n <= DUP_LINEAR_MAX) {
         for (size_t i = 1; i < n; i++)
             for (size_t j = 0; j < i; j++)
-                if (key_eq(&s[i], &s[j])) return &s[i];
-        return NULL;
+                if (key_eq(&s[i], &s[j])) return i;
+        return n;
     }
-    if (!charge(doc, n * sizeof(const slot *))) {
+    if (!charge(doc, n * sizeof(const wh_json_member *))) {
         *over = true;
-        return NULL;
+        return n;
     }
-    doc->alloc_used -= n * sizeof(const slot *); /* freed below */
-    const slot **sorted = wh_xmalloc(n * sizeof *sorted);
+    doc->alloc_used -= n * sizeof(const wh_json_member *); /* freed below */
+    const wh_json_member **sorted = wh_xmalloc(n * sizeof *sorted);
     for (size_t i = 0; i < n; i++) sorted[i] = &s[i];
     qsort(sorted, n, sizeof *sorted, key_cmp);
-    const slot *first = NULL;
+    const wh_json_member *first = NULL;
     for (size_t i = 1; i < n; i++)
-        if (key_eq(sorted[i], sorted[i - 1]) && (first == NULL || sorted[i] < first))
-            first = sorted[i];
+        if (key_eq(sorted[i], sorted[i - 1]) && (first == NULL || sorted[i] < first)) first = sorted[i];
     wh_free(sorted);
-    return first;
+    return first ? (size_t)(first - s) : n;
 }
 
-/* The offset of a key's opening quote, found backwards from just after its
- * closing quote: the first '"' preceded by an even run of backslashes. */
-static size_t key_start(const char *text, size_t key_end) {
-    size_t i = key_end >= 2 ? key_end - 2 : 0;
-    while (i > 0) {
-        if (text[i] == '"') {
-            size_t bs = 0;
-            while (bs < i && text[i - 1 - bs] == '\\') bs++;
-            if (bs % 2 == 0) return i;
+/* The offset of the opening quote of member idx of the object whose '{' is
+ * at `start` (only on the error path: found again in the text). */
+static size_t member_offset(const char *t, size_t n, size_t start, size_t idx) {
+    size_t depth = 0, member = 0;
+    bool key_next = true;
+    for (size_t i = start + 1; i < n;) {
+        char ch = t[i];
+        if (ch == '"') {
+            if (depth == 0 && key_next) {
+                if (member == idx) return i;
+                key_next = false;
+            }
+            i = skip_string(t, n, i);
+            continue;
         }
-        i--;
+        if (ch == '[' || ch == '{') depth++;
+        else if (ch == ']' || ch == '}') {
+            if (depth == 0) break;
+            depth--;
+        } else if (ch == ',' && depth == 0) {
+            member++;
+            key_next = true;
+        }
+        i++;
     }
-    return i;
+    return start;
 }
 
 /* Writes at most ~40 bytes of key into out, printable ASCII as is and other
@@ -689,26 +790,21 @@ static void quote_key(char *out, size_t cap, const char *key, size_t len) {
 
 static int on_end_map(void *ctx) {
     parse_ctx *c = ctx;
-    size_t base = c->frames[c->nframes - 1].base, n = c->nslots - base;
+    const frame *f = &c->frames[c->nframes - 1];
+    const wh_json_member *m = f->items;
     bool over = false;
-    const slot *dup = find_dup(c->doc, c->slots + base, n, &over);
+    size_t dup = find_dup(c->doc, m, f->n, &over);
     if (over) return over_limit(c);
-    if (dup) {
+    if (dup < f->n) {
         char key[200], what[220];
-        quote_key(key, sizeof key, dup->m.key, dup->m.key_len);
+        quote_key(key, sizeof key, m[dup].key, m[dup].key_len);
         snprintf(what, sizeof what, "duplicate key \"%s\"", key);
-        return fail(c, key_start(c->text, dup->key_end), true, what);
+        return fail(c, member_offset(c->text, c->len, f->start, dup), true, what);
     }
     c->nframes--;
     wh_json v = {.type = WH_JSON_OBJECT};
-    if (n) {
-        wh_json_member *m = arena_alloc(c->doc, n * sizeof *m, alignof(wh_json_member));
-        if (m == NULL) return over_limit(c);
-        for (size_t i = 0; i < n; i++) m[i] = c->slots[base + i].m;
-        v.u.obj.members = m;
-    }
-    v.u.obj.n = n;
-    c->nslots = base;
+    v.u.obj.members = f->n ? f->items : NULL;
+    v.u.obj.n = f->n;
     return emit(c, &v);
 }
 
@@ -875,7 +971,7 @@ wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *l
     scan_issue issue = {.at = NO_OFFSET};
     if (needs_scan((const unsigned char *)text, len)) prescan((const unsigned char *)text, len, &issue);
 
-    parse_ctx ctx, *c = &ctx; /* ~2.5 KB, so small payloads need no heap stacks */
+    parse_ctx ctx, *c = &ctx; /* ~1 KB, so small payloads need no heap stacks */
     c->doc = doc_new_sized(inline_size_for(len));
     c->text = text;
     c->len = len;
@@ -883,9 +979,9 @@ wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *l
     c->max_depth = limits && limits->max_depth > 0 ? limits->max_depth : WH_JSON_DEFAULT_MAX_DEPTH;
     c->issue = &issue;
     c->yajl_over = false;
-    c->slots = c->small_slots;
-    c->nslots = 0;
-    c->cap_slots = SMALL_SLOTS;
+    c->counts = c->small_counts;
+    c->ncounts = c->next_count = 0;
+    c->cap_counts = SMALL_COUNTS;
     c->frames = c->small_frames;
     c->nframes = 0;
     c->cap_frames = SMALL_FRAMES;
@@ -893,7 +989,11 @@ wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *l
     wh_json_doc *doc = c->doc;
     doc->alloc_limit = wh_json_parse_limit(len);
     assert(doc->alloc_used <= doc->alloc_limit); /* the inline region is at most 64 KB */
-    if (run_yajl(c)) {
+    bool counted = count_values(c);
+    if (!counted)
+        wh_err_set(err, WH_EJSON, "invalid JSON: a payload of %zu bytes needs more than %zu bytes to parse", len,
+                   doc->alloc_limit);
+    if (counted && run_yajl(c)) {
         doc->alloc_limit = 0; /* what the caller adds to the doc is not the parse's */
         doc->root_slot = c->root;
         doc->root = &doc->root_slot;
@@ -901,9 +1001,9 @@ wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *l
         wh_json_doc_free(doc); /* every partial value lives in the arena */
         doc = NULL;
     }
-    if (c->slots != c->small_slots) {
-        if (doc) doc->alloc_used -= c->cap_slots * sizeof(slot);
-        wh_free(c->slots);
+    if (c->counts != c->small_counts) {
+        if (doc) doc->alloc_used -= c->cap_counts * sizeof(uint32_t);
+        wh_free(c->counts);
     }
     if (c->frames != c->small_frames) {
         if (doc) doc->alloc_used -= c->cap_frames * sizeof(frame);

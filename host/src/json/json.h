@@ -89,21 +89,24 @@ typedef struct wh_json_limits {
 
 /* The memory bound of a parse. Every byte a parse asks malloc for is counted
  * while the parse runs: the document with its arena chunks (the tree, keys,
- * strings, number texts), the parser's stacks of open containers (old and
- * new block both while one grows), the sort buffer of the duplicate-key
- * check, and yajl's heap blocks. Ours are refused before they are made;
- * yajl's (a string with escapes is decoded into one buffer, at most twice
- * that string's length) are counted when made and stop the parse at its next
- * event. By default the limit is WH_JSON_PARSE_FACTOR * len +
- * WH_JSON_PARSE_SLACK: no parse holds more than
- * 8x + 1 MiB (malloc's own headers aside; the tree is freed on failure).
+ * strings, number texts), the per-container value counts of the pass that
+ * runs before yajl (4 bytes per array or object) and the stack of open
+ * containers (old and new block both while one grows), the sort buffer of
+ * the duplicate-key check, and yajl's heap blocks. Ours are refused before
+ * they are made; yajl's (a string with escapes is decoded into one buffer,
+ * at most twice that string's length) are counted when made and stop the
+ * parse at its next event. The limit is WH_JSON_PARSE_FACTOR * len +
+ * WH_JSON_PARSE_SLACK: no parse holds more than 8x + 1 MiB (malloc's own
+ * headers aside; on failure all of it is freed).
  *
- * What fits: a value takes 40 bytes of tree (56 as an object member), plus
- * its string or key bytes, and while its container is open 64 bytes of
- * stack; text that averages fewer than ~13 bytes per value (a long
- * [0,0,0,...], [[],[],...], ["","",...]) is refused once it needs more than
- * the 1 MiB of slack, with "invalid JSON: a payload of N bytes needs more
- * than M bytes to parse". Typical job payloads need 2-4x their size. */
+ * What fits: the tree is all a parse keeps. Each array or object gets its
+ * values as one array, sized by the counting pass, so there is no stack of
+ * pending values. A value takes 40 bytes (56 as an object member) plus the
+ * bytes of its string, key or non-int64 number text. Ordinary payloads need
+ * 2-5x their size. Text averaging under ~5 bytes per value ([0,0,0,...] is
+ * 20x, [[],[],...] and ["","",...] 13x) fits while its tree is under the
+ * limit (a [0,0,...] of about 80 KB) and beyond that is refused with
+ * "invalid JSON: a payload of N bytes needs more than M bytes to parse". */
 #define WH_JSON_PARSE_FACTOR 8
 #define WH_JSON_PARSE_SLACK ((size_t)1 << 20)
 
