@@ -507,6 +507,19 @@ static void test_syntax_refused(void) {
     REFUSED("[1] [2]", "trailing garbage");
     REFUSED("1 2", "trailing garbage");
     REFUSED("{} {}", "trailing garbage");
+    /* an unterminated string after the value, which yajl alone lets through
+     * (found by fuzz_payload: wh_jtop_rewrite refused what this accepted) */
+    REFUSED("{} \"abc", "invalid JSON at byte 3: parse error: trailing garbage");
+    REFUSED(" \n {\"class\" : \"F\"} \r\n\"F ] ]", "invalid JSON at byte 21: parse error: trailing garbage");
+    REFUSED("[1]\"", "invalid JSON at byte 3: parse error: trailing garbage");
+    REFUSED("\"a\" \"b", "invalid JSON at byte 4: parse error: trailing garbage");
+    REFUSED("true\"x", "invalid JSON at byte 4: parse error: trailing garbage");
+    REFUSED("1 \"x", "invalid JSON at byte 2: parse error: trailing garbage");
+    REFUSED("{\"a\":1} \"\\u12", "invalid JSON at byte 13: parse error: trailing garbage"); /* yajl's own */
+    PARSED(ws_after, "{\"a\":[1]} \r\n\t ");
+    wh_json_doc_free(ws_after);
+    PARSED(num_at_end, "-12.5e3");
+    wh_json_doc_free(num_at_end);
     REFUSED("/* c */ 1", "comment");
     REFUSED("[1] // c", "invalid JSON at byte");
     REFUSED("[1,]", "invalid JSON at byte 4");

@@ -455,7 +455,9 @@ typedef struct parse_ctx {
     int max_depth;
     const scan_issue *issue;
     bool yajl_over; /* a block of yajl's own took the parse past its limit */
+    bool completing; /* in yajl_complete_parse */
     wh_json root;
+    size_t root_end; /* offset just after the root value */
     uint32_t *counts;  /* values of each container, in the order they open */
     size_t ncounts;    /* entries filled by count_values */
     size_t cap_counts;
@@ -607,6 +609,9 @@ static int emit(parse_ctx *c, const wh_json *v) {
     if (c->yajl_over) return over_limit(c);
     if (c->nframes == 0) {
         c->root = *v;
+        /* a top-level number is only known to end when yajl_complete_parse
+         * feeds its one space, at the end of the text */
+        c->root_end = c->completing ? c->len : yajl_get_bytes_consumed(c->h);
         return 1;
     }
     frame *f = &c->frames[c->nframes - 1];
@@ -932,15 +937,26 @@ static bool run_yajl(parse_ctx *c) {
     yajl_status st = yajl_parse(h, (const unsigned char *)c->text, c->len);
     if (st == yajl_status_ok) {
         at_end = true;
+        c->completing = true;
         st = yajl_complete_parse(h);
     }
     if (st == yajl_status_ok && c->yajl_over) { /* yajl's last block, after the last event */
         over_limit(c);
         st = yajl_status_client_canceled;
     }
-    bool ok = st == yajl_status_ok && c->issue->at == NO_OFFSET;
-    if (st == yajl_status_ok && !ok) fail(c, c->len, true, ""); /* cannot happen: yajl saw the string */
-    else if (st == yajl_status_error) yajl_error(c, at_end);
+    bool ok = st == yajl_status_ok;
+    if (ok) {
+        /* yajl takes an unterminated string after the value (`{} "abc`) for
+         * input still to come, and yajl_complete_parse lets it go. */
+        size_t end = c->root_end;
+        while (end < c->len && (c->text[end] == ' ' || c->text[end] == '\t' || c->text[end] == '\n' ||
+                                c->text[end] == '\r'))
+            end++;
+        if (end < c->len) ok = fail(c, end, true, "parse error: trailing garbage");
+        else if (c->issue->at != NO_OFFSET) ok = fail(c, c->len, true, ""); /* cannot happen: yajl saw the string */
+    } else if (st == yajl_status_error) {
+        yajl_error(c, at_end);
+    }
     /* yajl_status_client_canceled: the callback has set err. */
     yajl_free(h);
     scratch.used = mark;
@@ -979,6 +995,8 @@ wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *l
     c->max_depth = limits && limits->max_depth > 0 ? limits->max_depth : WH_JSON_DEFAULT_MAX_DEPTH;
     c->issue = &issue;
     c->yajl_over = false;
+    c->completing = false;
+    c->root_end = 0;
     c->counts = c->small_counts;
     c->ncounts = c->next_count = 0;
     c->cap_counts = SMALL_COUNTS;
