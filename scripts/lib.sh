@@ -10,6 +10,7 @@ WH_PACKAGES=(
   lua5.4 liblua5.4-dev lua-cjson lua-busted
   libhiredis-dev libuv1-dev libyaml-dev libyajl-dev
   locales valgrind faketime
+  clang libclang-rt-14-dev
   redis-server ruby-sidekiq
 )
 

@@ -78,7 +78,7 @@ static void test_defaults_from_empty_text(void) {
         ASSERT_EQ_INT(cfg->recycle_above_memory, 0);
         ASSERT_EQ_INT(cfg->queue_limit, 100000);
         ASSERT_EQ_INT(cfg->dead_limit, 1000);
-        ASSERT_EQ_INT(cfg->max_payload_bytes, 16 * MIB);
+        ASSERT_EQ_INT(cfg->max_payload_bytes, 1 * MIB);
         ASSERT(!cfg->reload);
         ASSERT(!cfg->allow_unknown_classes);
         ASSERT(!cfg->allow_core_dumps);

@@ -2,6 +2,7 @@
  * test_json.c -- unit tests for json/json.c: the strict parser around yajl,
  * the arena tree, the hand-building API and the Ruby-style writer. */
 #include <locale.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -462,8 +463,13 @@ static void test_depth_100000(void) {
     wh_free(t);
     t = nested(100000, true);
     REFUSED_N(t, strlen(t), NULL, "nesting deeper than 64");
-    /* With a generous limit the parser and the writer still use no recursion. */
+    /* With a generous depth limit, 100000 levels need more memory than the
+     * parse may take (a 40-byte frame and a 40-byte value per 2 bytes of text). */
     wh_json_limits lim = {0, 200000};
+    REFUSED_N(t, strlen(t), &lim, "invalid JSON: a payload of 200000 bytes needs more than 2648576 bytes to parse");
+    wh_free(t);
+    /* 5000 levels fit: the parser and the writer still use no recursion. */
+    t = nested(5000, true);
     wh_err e = WH_ERR_INIT;
     wh_json_doc *d = wh_json_parse(t, strlen(t), &lim, &e);
     if (d == NULL) {
@@ -501,6 +507,19 @@ static void test_syntax_refused(void) {
     REFUSED("[1] [2]", "trailing garbage");
     REFUSED("1 2", "trailing garbage");
     REFUSED("{} {}", "trailing garbage");
+    /* an unterminated string after the value, which yajl alone lets through
+     * (found by fuzz_payload: wh_jtop_rewrite refused what this accepted) */
+    REFUSED("{} \"abc", "invalid JSON at byte 3: parse error: trailing garbage");
+    REFUSED(" \n {\"class\" : \"F\"} \r\n\"F ] ]", "invalid JSON at byte 21: parse error: trailing garbage");
+    REFUSED("[1]\"", "invalid JSON at byte 3: parse error: trailing garbage");
+    REFUSED("\"a\" \"b", "invalid JSON at byte 4: parse error: trailing garbage");
+    REFUSED("true\"x", "invalid JSON at byte 4: parse error: trailing garbage");
+    REFUSED("1 \"x", "invalid JSON at byte 2: parse error: trailing garbage");
+    REFUSED("{\"a\":1} \"\\u12", "invalid JSON at byte 13: parse error: trailing garbage"); /* yajl's own */
+    PARSED(ws_after, "{\"a\":[1]} \r\n\t ");
+    wh_json_doc_free(ws_after);
+    PARSED(num_at_end, "-12.5e3");
+    wh_json_doc_free(num_at_end);
     REFUSED("/* c */ 1", "comment");
     REFUSED("[1] // c", "invalid JSON at byte");
     REFUSED("[1,]", "invalid JSON at byte 4");
@@ -872,6 +891,134 @@ static void test_locale_decimal_comma(void) {
     ASSERT_EQ_DBL(b2, 22.5);
 }
 
+/* ---- the parse's memory bound ------------------------------------------ */
+
+/* The shapes that cost the most tree per byte of text, about n bytes long. */
+static char *worst_shape(int which, size_t n, const char **name) {
+    static const char *names[] = {"[0,0,...]", "[[],[],...]", "[{},{},...]", "[\"\",\"\",...]",
+                                  "[1e1,1e1,...]", "{\"a\":0,...} (distinct keys)",
+                                  "60-deep [[[...]]] repeated", "[\"\\n\",...] (escapes)",
+                                  "one string with escapes"};
+    *name = names[which];
+    wh_buf b = WH_BUF_INIT;
+    static const char *items[] = {"0", "[]", "{}", "\"\"", "1e1", NULL, NULL, "\"\\n\""};
+    if (which == 5) {
+        wh_buf_putc(&b, '{');
+        for (size_t k = 0; b.len < n; k++) wh_buf_printf(&b, "%s\"%zx\":0", k ? "," : "", k);
+        wh_buf_putc(&b, '}');
+    } else if (which == 6) {
+        wh_buf_putc(&b, '[');
+        while (b.len < n) {
+            if (b.len > 1) wh_buf_putc(&b, ',');
+            for (int i = 0; i < 60; i++) wh_buf_putc(&b, '[');
+            for (int i = 0; i < 60; i++) wh_buf_putc(&b, ']');
+        }
+        wh_buf_putc(&b, ']');
+    } else if (which == 8) {
+        wh_buf_putc(&b, '"');
+        while (b.len < n) wh_buf_puts(&b, "\\u00e9");
+        wh_buf_putc(&b, '"');
+    } else {
+        wh_buf_putc(&b, '[');
+        for (size_t k = 0; b.len < n; k++) {
+            if (k) wh_buf_putc(&b, ',');
+            wh_buf_puts(&b, items[which]);
+        }
+        wh_buf_putc(&b, ']');
+    }
+    return wh_buf_steal(&b);
+}
+
+/* A counting allocator: CMakeLists.txt links this test with
+ * --wrap=malloc,realloc,free, so every block json.c (and yajl, through
+ * json.c's allocator) takes is seen here, with malloc's own rounding. */
+void *__real_malloc(size_t n);
+void *__real_realloc(void *p, size_t n);
+void __real_free(void *p);
+void *__wrap_malloc(size_t n);
+void *__wrap_realloc(void *p, size_t n);
+void __wrap_free(void *p);
+static long long heap_now, heap_peak;
+
+void *__wrap_malloc(size_t n) {
+    void *p = __real_malloc(n);
+    if (p) heap_now += (long long)malloc_usable_size(p);
+    if (heap_now > heap_peak) heap_peak = heap_now;
+    return p;
+}
+
+void *__wrap_realloc(void *q, size_t n) {
+    long long old = q ? (long long)malloc_usable_size(q) : 0;
+    void *p = __real_realloc(q, n);
+    if (p) { /* counted as if old and new were both held while it copies */
+        heap_now += (long long)malloc_usable_size(p);
+        if (heap_now > heap_peak) heap_peak = heap_now;
+        heap_now -= old;
+    }
+    return p;
+}
+
+void __wrap_free(void *p) {
+    if (p) heap_now -= (long long)malloc_usable_size(p);
+    __real_free(p);
+}
+
+/* Parses text and returns the most heap it held at once, beyond what was
+ * held before. */
+static size_t parse_peak(const char *t, size_t len, wh_json_doc **out, wh_err *e) {
+    long long base = heap_now;
+    heap_peak = heap_now;
+    *out = wh_json_parse(t, len, NULL, e);
+    return (size_t)(heap_peak - base);
+}
+
+/* Each 1 MiB worst shape took 14x to 52x its size before the limit (the
+ * tree alone 7x to 20x); now none takes more than 8x + 1 MiB, plus what
+ * malloc rounds big blocks up to (a page each, counted here, not by json.c). */
+static void test_parse_memory_bound(void) {
+    ASSERT_EQ_INT(wh_json_parse_limit(1000), 8 * 1000 + (1 << 20));
+    ASSERT_EQ_INT(wh_json_parse_limit(SIZE_MAX / 4), SIZE_MAX);
+    for (int which = 0; which < 9; which++) {
+        const char *name;
+        char *t = worst_shape(which, 1 << 20, &name);
+        size_t len = strlen(t);
+        wh_err e = WH_ERR_INIT;
+        wh_json_doc *d;
+        size_t peak = parse_peak(t, len, &d, &e);
+        size_t held = d ? wh_json_doc_alloc_bytes(d) : 0;
+        wh_json_doc_free(d);
+        wh_free(t);
+        fprintf(stderr, "  %-32s %zu bytes: %s, peak %.1fx\n", name, len, d ? "parsed" : "refused",
+                (double)peak / (double)len);
+        if (peak > wh_json_parse_limit(len) + 64 * 1024)
+            WH_TEST_FAIL("%s: the parse held %zu bytes for %zu of text", name, peak, len);
+        if (d == NULL) {
+            char want[128];
+            snprintf(want, sizeof want, "a payload of %zu bytes needs more than %zu bytes to parse", len,
+                     wh_json_parse_limit(len));
+            if (strstr(e.msg, want) == NULL) WH_TEST_FAIL("%s: %s", name, e.msg);
+        } else if (held > wh_json_parse_limit(len)) {
+            WH_TEST_FAIL("%s: the tree holds %zu bytes for %zu of text", name, held, len);
+        }
+    }
+    /* A payload of the usual shape fits in well under 8x. */
+    wh_buf b = WH_BUF_INIT;
+    wh_buf_puts(&b, "{\"class\":\"ReportWorker\",\"args\":[{\"users\":[");
+    for (int k = 0; b.len < (1 << 20); k++)
+        wh_buf_printf(&b, "%s{\"guid\":\"6f1c2a9e-%08d\",\"count\":%d}", k ? "," : "", k, k * 37);
+    wh_buf_puts(&b, "]}],\"queue\":\"default\",\"jid\":\"0123456789abcdef01234567\"}");
+    wh_err e = WH_ERR_INIT;
+    wh_json_doc *d;
+    size_t peak = parse_peak(b.data, b.len, &d, &e);
+    if (d == NULL) WH_TEST_FAIL("usual shape refused: %s", e.msg);
+    size_t held = wh_json_doc_alloc_bytes(d);
+    wh_json_doc_free(d);
+    fprintf(stderr, "  usual shape %zu bytes: peak %.1fx, tree %.1fx\n", b.len, (double)peak / (double)b.len,
+            (double)held / (double)b.len);
+    if (held > 6 * b.len) WH_TEST_FAIL("usual shape: %zu bytes of tree for %zu of text", held, b.len);
+    wh_buf_free(&b);
+}
+
 int main(void) {
     RUN(test_every_type);
     RUN(test_top_level_scalars);
@@ -890,6 +1037,7 @@ int main(void) {
     RUN(test_duplicate_keys_large);
     RUN(test_depth_limit);
     RUN(test_depth_100000);
+    RUN(test_parse_memory_bound);
     RUN(test_max_bytes);
     RUN(test_syntax_refused);
     RUN(test_long_string);

@@ -109,7 +109,7 @@ static const cfg_row rows[] = {
     ROW("workers", "recycle_above_memory", T_SIZE, recycle_above_memory, "0", .min = 0, .max = SIZE_MAX),
     ROW("workers", "queue_limit", T_COUNT, queue_limit, "100000", .min = 1, .max = NOMAX),
     ROW("workers", "dead_limit", T_COUNT, dead_limit, "1000", .min = 0, .max = NOMAX),
-    ROW("workers", "max_payload_bytes", T_SIZE, max_payload_bytes, "16MiB", .min = 1, .max = SIZE_MAX),
+    ROW("workers", "max_payload_bytes", T_SIZE, max_payload_bytes, "1MiB", .min = 1, .max = SIZE_MAX),
     ROW("workers", "reload", T_BOOL, reload, NULL, .flags = F_DEV_DEFAULT),
     ROW("workers", "allow_unknown_classes", T_BOOL, allow_unknown_classes, "false"),
     ROW("workers", "allow_core_dumps", T_BOOL, allow_core_dumps, "false"),

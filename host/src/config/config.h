@@ -52,7 +52,7 @@ typedef struct wh_config {
     size_t recycle_above_memory;  /* workers.recycle_above_memory: bytes, 0 = never; default 0 */
     size_t queue_limit;           /* workers.queue_limit: BackgroundAsync jobs held in memory; default 100000 */
     size_t dead_limit;            /* workers.dead_limit: BackgroundAsync dead list size; default 1000 */
-    size_t max_payload_bytes;     /* workers.max_payload_bytes: default 16 MiB */
+    size_t max_payload_bytes;     /* workers.max_payload_bytes: default 1 MiB */
     bool reload;                  /* workers.reload: default true in development, else false */
     bool allow_unknown_classes;   /* workers.allow_unknown_classes: default false */
     bool allow_core_dumps;        /* workers.allow_core_dumps: default false. Read by the

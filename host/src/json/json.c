@@ -56,6 +56,10 @@ struct wh_json_doc {
     chunk *chunks;       /* heap chunks, newest first (the inline region is not one) */
     size_t next_size;    /* size of the next general-purpose chunk */
     size_t inline_size;  /* bytes of the region allocated with the struct */
+    /* While a parse runs: bytes it holds (this struct with its inline region,
+     * chunks, the parser's stacks, yajl's heap blocks) and the most it may
+     * hold. alloc_limit is 0 outside a parse: building by hand is unbounded. */
+    size_t alloc_used, alloc_limit;
     wh_json root_slot;   /* holds a parsed root */
 };
 
@@ -94,6 +98,8 @@ static wh_json_doc *doc_new_sized(size_t inline_size, bool try) {
     if (doc == NULL) return NULL;
     doc->root = NULL;
     doc->inline_size = inline_size;
+    doc->alloc_used = sizeof *doc + inline_size;
+    doc->alloc_limit = 0;
     doc->cur = (char *)(doc + 1);
     doc->end = doc->cur + inline_size;
     doc->chunks = NULL;
@@ -107,36 +113,58 @@ static char *align_up(char *p, size_t align) {
     return (char *)u;
 }
 
+/* Counts n more bytes against the parse's limit. Returns false (and counts
+ * nothing) when they do not fit; always true outside a parse. */
+static bool charge(wh_json_doc *doc, size_t n) {
+    if (doc->alloc_limit && (n > doc->alloc_limit || doc->alloc_used > doc->alloc_limit - n)) return false;
+    doc->alloc_used += n;
+    return true;
+}
+
+/* try: NULL when the system refuses (instead of wh_xmalloc's wait and abort). */
 static chunk *chunk_new(wh_json_doc *doc, size_t size, bool try) {
+    if (!charge(doc, sizeof(chunk) + size)) return NULL;
     chunk *c = try ? malloc(sizeof *c + size) : wh_xmalloc(sizeof *c + size);
-    if (c == NULL) return NULL;
+    if (c == NULL) {
+        doc->alloc_used -= sizeof(chunk) + size;
+        return NULL;
+    }
     c->size = size;
     c->next = doc->chunks;
     doc->chunks = c;
     return c;
 }
 
-/* The slow path of arena_alloc: the current region is too small. */
+/* The slow path of arena_alloc: the current region is too small. Returns
+ * NULL during a parse when the chunk would pass its limit, and with try when
+ * the system refuses. */
 static void *arena_grow(wh_json_doc *doc, size_t n, size_t align, bool try) {
     if (n > SIZE_MAX / 2) abort(); /* cannot happen for text that fits in memory */
     size_t need = n + align;
     if (need > doc->next_size / 4) {
         /* Big: its own chunk, and keep bumping in the current region. */
         chunk *c = chunk_new(doc, need, try);
-        if (c == NULL) return NULL;
-        return align_up((char *)(c + 1), align);
+        return c ? align_up((char *)(c + 1), align) : NULL;
     }
-    chunk *c = chunk_new(doc, doc->next_size, try);
+    size_t size = doc->next_size;
+    bool near_limit = doc->alloc_limit && (doc->alloc_used > doc->alloc_limit ||
+                                           doc->alloc_limit - doc->alloc_used < sizeof(chunk) + size);
+    if (near_limit) /* what is left of the limit, rather than failing on a chunk mostly unused */
+        size = doc->alloc_used + sizeof(chunk) + need <= doc->alloc_limit
+                   ? doc->alloc_limit - doc->alloc_used - sizeof(chunk) : need;
+    chunk *c = chunk_new(doc, size, try);
     if (c == NULL) return NULL;
     doc->cur = (char *)(c + 1);
     doc->end = doc->cur + c->size;
-    if (doc->next_size < ARENA_MAX_CHUNK) doc->next_size *= 2;
+    if (!near_limit && doc->next_size < ARENA_MAX_CHUNK) doc->next_size *= 2;
     char *p = align_up(doc->cur, align);
     doc->cur = p + n;
     return p;
 }
 
-/* Returns n bytes aligned to align (a power of two); lives until the doc is freed. */
+/* Returns n bytes aligned to align (a power of two); lives until the doc is
+ * freed. NULL only during a parse, past its limit (see charge), or with try
+ * when the system refuses. */
 static void *arena_alloc_opt(wh_json_doc *doc, size_t n, size_t align, bool try) {
     char *p = align_up(doc->cur, align);
     if (p <= doc->end && n <= (size_t)(doc->end - p)) {
@@ -150,6 +178,7 @@ static void *arena_alloc(wh_json_doc *doc, size_t n, size_t align) { return aren
 
 static char *arena_strndup(wh_json_doc *doc, const void *s, size_t n) {
     char *p = arena_alloc(doc, n + 1, 1);
+    if (p == NULL) return NULL;
     if (n) memcpy(p, s, n);
     p[n] = '\0';
     return p;
@@ -382,56 +411,63 @@ static bool parse_int64(const char *s, size_t n, int64_t *out) {
 /* strtod that reads '.' as the decimal point whatever LC_NUMERIC says (the
  * host may run with a locale that uses ','). s is NUL-terminated. Like Lua's
  * l_str2d: try as is, and only on failure retry with the locale's point. */
-static double c_strtod(const char *s, size_t n) {
+static bool c_strtod(wh_json_doc *doc, const char *s, size_t n, double *out) {
     char *end;
     double d = strtod(s, &end);
-    if (end == s + n) return d;
+    if (end == s + n) {
+        *out = d;
+        return true;
+    }
     const char *point = localeconv()->decimal_point;
     size_t plen = strlen(point);
+    if (!charge(doc, n + plen + 1)) return false; /* a parse's limit counts this copy too */
+    doc->alloc_used -= n + plen + 1;              /* freed below */
     char *copy = wh_xmalloc(n + plen + 1), *q = copy;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '.') memcpy(q, point, plen), q += plen;
         else *q++ = s[i];
     }
     *q = '\0';
-    d = strtod(copy, NULL);
+    *out = strtod(copy, NULL);
     wh_free(copy);
-    return d;
+    return true;
 }
 
-/* Builds the value for number text s (n bytes, valid JSON number syntax). */
-static void make_number(wh_json_doc *doc, const char *s, size_t n, wh_json *v) {
+/* Builds the value for number text s (n bytes, valid JSON number syntax).
+ * Returns false when the parse's memory limit is reached. */
+static bool make_number(wh_json_doc *doc, const char *s, size_t n, wh_json *v) {
     bool int_literal = memchr(s, '.', n) == NULL && memchr(s, 'e', n) == NULL &&
                        memchr(s, 'E', n) == NULL;
     if (int_literal && parse_int64(s, n, &v->u.i)) {
         v->type = WH_JSON_INT;
-        return;
+        return true;
     }
     char *raw = arena_strndup(doc, s, n);
+    if (raw == NULL) return false;
     v->type = WH_JSON_FLOAT;
     v->u.f.raw = raw;
     v->u.f.raw_len = n;
     v->u.f.int_literal = int_literal;
-    v->u.f.d = c_strtod(raw, n);
+    return c_strtod(doc, raw, n, &v->u.f.d);
 }
 
 /* ==== the tree builder (yajl callbacks) ================================= */
 
-/* Values of open arrays and objects wait on a stack of slots until their
- * container closes; then they are copied into the arena as one contiguous
- * array. A key is pushed as a slot whose value the next event fills in. */
-typedef struct slot {
-    wh_json_member m; /* key NULL for array items */
-    size_t key_end;   /* for members: yajl's offset just after the key */
-} slot;
+/* Each array and object gets its items (or members) as one contiguous array
+ * in the arena, allocated when it opens with the exact count of values it
+ * will hold. The counts come from a quick pass over the text before yajl
+ * runs (count_values), so values go straight to their place: no stack of
+ * pending values and no copy, and the tree is all a parse holds. */
 
 typedef struct frame {
-    size_t base; /* index of the container's first slot */
+    void *items;  /* wh_json[] or wh_json_member[] (arena), cap entries; NULL if cap is 0 */
+    size_t n, cap;
+    size_t start; /* offset of the opening bracket, for duplicate-key messages */
     bool is_obj;
 } frame;
 
-#define SMALL_SLOTS 32
 #define SMALL_FRAMES 16
+#define SMALL_COUNTS 64
 
 typedef struct parse_ctx {
     wh_json_doc *doc;
@@ -441,19 +477,31 @@ typedef struct parse_ctx {
     wh_err *err;
     int max_depth;
     const scan_issue *issue;
+    bool yajl_over; /* a block of yajl's own took the parse past its limit */
+    bool completing; /* in yajl_complete_parse */
     wh_json root;
-    slot *slots;
-    size_t nslots, cap_slots;
+    size_t root_end; /* offset just after the root value */
+    uint32_t *counts;  /* values of each container, in the order they open */
+    size_t ncounts;    /* entries filled by count_values */
+    size_t cap_counts;
+    size_t next_count; /* the next container to open */
     frame *frames;
     size_t nframes, cap_frames;
-    slot small_slots[SMALL_SLOTS]; /* most payloads never touch the heap */
-    frame small_frames[SMALL_FRAMES];
+    frame small_frames[SMALL_FRAMES]; /* most payloads never touch the heap */
+    uint32_t small_counts[SMALL_COUNTS];
 } parse_ctx;
 
-/* Grows a stack that starts in inline storage `small`. */
-static void *stack_grow(void *items, void *small, size_t *cap, size_t item_size) {
+/* Grows a stack that starts in inline storage `small`. With doc (a parse),
+ * counts it against the parse's limit, the old and new blocks both while the
+ * copy is made, and returns NULL (leaving the stack as it was) when that
+ * does not fit. */
+static void *stack_grow(wh_json_doc *doc, void *items, void *small, size_t *cap, size_t item_size) {
     size_t ncap = *cap * 2;
     void *p;
+    if (doc) {
+        if (!charge(doc, ncap * item_size)) return NULL;
+        if (items != small) doc->alloc_used -= *cap * item_size; /* the old block goes */
+    }
     if (items == small) {
         p = wh_xmalloc(ncap * item_size);
         memcpy(p, items, *cap * item_size);
@@ -464,10 +512,91 @@ static void *stack_grow(void *items, void *small, size_t *cap, size_t item_size)
     return p;
 }
 
-static slot *push_slot(parse_ctx *c) {
-    if (c->nslots == c->cap_slots)
-        c->slots = stack_grow(c->slots, c->small_slots, &c->cap_slots, sizeof(slot));
-    return &c->slots[c->nslots++];
+/* ---- counting values ahead of yajl ---- */
+
+/* Offset of the byte after the string whose opening quote is at i (n if
+ * it is unterminated). Escapes are skipped as yajl reads them. */
+static size_t skip_string(const char *t, size_t n, size_t i) {
+    for (i++; i < n;) {
+        const char *q = memchr(t + i, '"', n - i);
+        if (q == NULL) return n;
+        size_t at = (size_t)(q - t), bs = 0;
+        while (at - bs > i && t[at - bs - 1] == '\\') bs++;
+        if (bs % 2 == 0) return at + 1; /* not escaped */
+        i = at + 1;
+    }
+    return n;
+}
+
+typedef struct count_frame {
+    uint32_t k;        /* which container */
+    uint32_t nonempty; /* 1 once a value (or key) started in it */
+} count_frame;
+
+/* Fills c->counts[k] with the number of values (members, for an object) of
+ * the k-th container to open: the commas at its level, plus one unless it
+ * is empty (counted when its first value starts, so a count is never short
+ * of what came before where the pass stops). Exact for valid JSON; for other
+ * text it may count more than yajl will deliver before it reports the
+ * error, never fewer (each value after the first needs a comma before it),
+ * and the builder checks anyway. Stops at nesting deeper than max_depth
+ * (yajl's parse fails there). Returns false past the memory limit. */
+static bool count_values(parse_ctx *c) {
+    const char *t = c->text;
+    size_t n = c->len, depth = 0, nc = 0, cap = SMALL_COUNTS, max_depth = (size_t)c->max_depth;
+    uint32_t *counts = c->small_counts;
+    count_frame small[WH_JSON_DEFAULT_MAX_DEPTH], *stack = small;
+    size_t stack_cap = WH_JSON_DEFAULT_MAX_DEPTH;
+    bool ok = true;
+    for (size_t i = 0; i < n && ok;) {
+        char ch = t[i];
+        switch (ch) {
+        case ' ': case '\t': case '\n': case '\r': case ':': i++; continue;
+        case ',':
+            if (depth && counts[stack[depth - 1].k] < UINT32_MAX) counts[stack[depth - 1].k]++;
+            i++;
+            continue;
+        case ']': case '}':
+            if (depth) depth--;
+            i++;
+            continue;
+        default: break;
+        }
+        if (depth && !stack[depth - 1].nonempty) { /* its first value: the one without a comma */
+            stack[depth - 1].nonempty = 1;
+            if (counts[stack[depth - 1].k] < UINT32_MAX) counts[stack[depth - 1].k]++;
+        }
+        if (ch == '[' || ch == '{') {
+            if (depth == max_depth || nc == UINT32_MAX) break;
+            if (nc == cap) {
+                uint32_t *g = stack_grow(c->doc, counts, c->small_counts, &cap, sizeof *counts);
+                if (g == NULL) ok = false;
+                else counts = g;
+            }
+            if (ok && depth == stack_cap) {
+                count_frame *g = stack_grow(c->doc, stack, small, &stack_cap, sizeof *stack);
+                if (g == NULL) ok = false;
+                else stack = g;
+            }
+            if (!ok) break;
+            counts[nc] = 0;
+            stack[depth].k = (uint32_t)nc;
+            stack[depth].nonempty = 0;
+            depth++, nc++, i++;
+        } else if (ch == '"') {
+            i = skip_string(t, n, i);
+        } else {
+            i++;
+        }
+    }
+    if (stack != small) {
+        c->doc->alloc_used -= stack_cap * sizeof *stack;
+        wh_free(stack);
+    }
+    c->counts = counts;
+    c->cap_counts = cap;
+    c->ncounts = nc;
+    return ok;
 }
 
 /* Reports a problem found at offset `at` (shown in the message only when
@@ -483,22 +612,39 @@ static int fail(parse_ctx *c, size_t at, bool show_at, const char *what) {
     return 0;
 }
 
+/* Fails the parse because it would hold more than its limit. */
+static int over_limit(parse_ctx *c) {
+    char what[160];
+    snprintf(what, sizeof what, "a payload of %zu bytes needs more than %zu bytes to parse", c->len,
+             c->doc->alloc_limit);
+    return fail(c, yajl_get_bytes_consumed(c->h), false, what);
+}
+
+/* A container got more values than counted: cannot happen (see
+ * count_values); refuses the text rather than write past the array. */
+static int miscounted(parse_ctx *c) {
+    return fail(c, yajl_get_bytes_consumed(c->h), true, "unexpected value");
+}
+
 /* Places a finished value: as the root, as the next array item, or as the
- * value of the key pushed last. */
+ * value of the key placed last. */
 static int emit(parse_ctx *c, const wh_json *v) {
+    if (c->yajl_over) return over_limit(c);
     if (c->nframes == 0) {
         c->root = *v;
+        /* a top-level number is only known to end when yajl_complete_parse
+         * feeds its one space, at the end of the text */
+        c->root_end = c->completing ? c->len : yajl_get_bytes_consumed(c->h);
         return 1;
     }
-    if (c->frames[c->nframes - 1].is_obj) {
-        assert(c->nslots > 0 && c->slots[c->nslots - 1].m.key != NULL);
-        c->slots[c->nslots - 1].m.value = *v;
+    frame *f = &c->frames[c->nframes - 1];
+    if (f->is_obj) {
+        assert(f->n > 0);
+        ((wh_json_member *)f->items)[f->n - 1].value = *v;
         return 1;
     }
-    slot *s = push_slot(c);
-    s->m.key = NULL;
-    s->m.key_len = 0;
-    s->m.value = *v;
+    if (f->n == f->cap) return miscounted(c);
+    ((wh_json *)f->items)[f->n++] = *v;
     return 1;
 }
 
@@ -515,7 +661,7 @@ static int on_boolean(void *ctx, int b) {
 static int on_number(void *ctx, const char *s, size_t n) {
     parse_ctx *c = ctx;
     wh_json v;
-    make_number(c->doc, s, n, &v);
+    if (!make_number(c->doc, s, n, &v)) return over_limit(c);
     return emit(c, &v);
 }
 
@@ -523,30 +669,49 @@ static int on_string(void *ctx, const unsigned char *s, size_t n) {
     parse_ctx *c = ctx;
     wh_json v = {.type = WH_JSON_STRING};
     v.u.str.s = arena_strndup(c->doc, s, n);
+    if (v.u.str.s == NULL) return over_limit(c);
     v.u.str.len = n;
     return emit(c, &v);
 }
 
 static int on_map_key(void *ctx, const unsigned char *s, size_t n) {
     parse_ctx *c = ctx;
-    slot *k = push_slot(c);
-    k->m.key = arena_strndup(c->doc, s, n);
-    k->m.key_len = n;
-    k->m.value.type = WH_JSON_NULL;
-    k->key_end = yajl_get_bytes_consumed(c->h);
+    if (c->yajl_over) return over_limit(c);
+    frame *f = &c->frames[c->nframes - 1];
+    if (f->n == f->cap) return miscounted(c);
+    wh_json_member *m = &((wh_json_member *)f->items)[f->n];
+    m->key = arena_strndup(c->doc, s, n);
+    if (m->key == NULL) return over_limit(c);
+    m->key_len = n;
+    m->value.type = WH_JSON_NULL;
+    f->n++;
     return 1;
 }
 
 static int open_container(parse_ctx *c, bool is_obj) {
+    if (c->yajl_over) return over_limit(c);
     if (c->nframes >= (size_t)c->max_depth) {
         char what[48];
         snprintf(what, sizeof what, "nesting deeper than %d", c->max_depth);
         return fail(c, yajl_get_bytes_consumed(c->h), false, what);
     }
-    if (c->nframes == c->cap_frames)
-        c->frames = stack_grow(c->frames, c->small_frames, &c->cap_frames, sizeof(frame));
-    c->frames[c->nframes].base = c->nslots;
-    c->frames[c->nframes].is_obj = is_obj;
+    if (c->nframes == c->cap_frames) {
+        frame *f = stack_grow(c->doc, c->frames, c->small_frames, &c->cap_frames, sizeof(frame));
+        if (f == NULL) return over_limit(c);
+        c->frames = f;
+    }
+    if (c->next_count >= c->ncounts) return miscounted(c);
+    frame *f = &c->frames[c->nframes];
+    f->cap = c->counts[c->next_count++];
+    f->n = 0;
+    f->items = NULL;
+    f->start = yajl_get_bytes_consumed(c->h) - 1;
+    f->is_obj = is_obj;
+    if (f->cap) {
+        f->items = is_obj ? arena_alloc(c->doc, f->cap * sizeof(wh_json_member), alignof(wh_json_member))
+                          : arena_alloc(c->doc, f->cap * sizeof(wh_json), alignof(wh_json));
+        if (f->items == NULL) return over_limit(c);
+    }
     c->nframes++;
     return 1;
 }
@@ -556,71 +721,84 @@ static int on_start_array(void *ctx) { return open_container(ctx, false); }
 
 static int on_end_array(void *ctx) {
     parse_ctx *c = ctx;
-    size_t base = c->frames[--c->nframes].base, n = c->nslots - base;
+    const frame *f = &c->frames[--c->nframes];
     wh_json v = {.type = WH_JSON_ARRAY};
-    if (n) {
-        wh_json *items = arena_alloc(c->doc, n * sizeof *items, alignof(wh_json));
-        for (size_t i = 0; i < n; i++) items[i] = c->slots[base + i].m.value;
-        v.u.arr.items = items;
-    }
-    v.u.arr.n = n;
-    c->nslots = base;
+    v.u.arr.items = f->n ? f->items : NULL;
+    v.u.arr.n = f->n;
     return emit(c, &v);
 }
 
 /* ---- duplicate keys ---- */
 
-static bool key_eq(const slot *a, const slot *b) {
-    return a->m.key_len == b->m.key_len && memcmp(a->m.key, b->m.key, a->m.key_len) == 0;
+static bool key_eq(const wh_json_member *a, const wh_json_member *b) {
+    return a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0;
 }
 
-/* Orders slots by key, then by position, so equal keys end up adjacent with
- * the first occurrence first. */
+/* Orders members by key, then by position, so equal keys end up adjacent
+ * with the first occurrence first. */
 static int key_cmp(const void *pa, const void *pb) {
-    const slot *a = *(const slot *const *)pa, *b = *(const slot *const *)pb;
-    size_t n = a->m.key_len < b->m.key_len ? a->m.key_len : b->m.key_len;
-    int r = n ? memcmp(a->m.key, b->m.key, n) : 0;
+    const wh_json_member *a = *(const wh_json_member *const *)pa, *b = *(const wh_json_member *const *)pb;
+    size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int r = n ? memcmp(a->key, b->key, n) : 0;
     if (r) return r;
-    if (a->m.key_len != b->m.key_len) return a->m.key_len < b->m.key_len ? -1 : 1;
+    if (a->key_len != b->key_len) return a->key_len < b->key_len ? -1 : 1;
     return a < b ? -1 : a > b;
 }
 
 #define DUP_LINEAR_MAX 16
 
-/* Returns the first member (in document order) whose key already appeared
- * earlier in the object, or NULL. Quadratic only for small objects; larger
- * ones are sorted so a 100k-key object stays O(n log n). */
-static const slot *find_dup(const slot *s, size_t n) {
+/* Returns the index of the first member (in document order) whose key
+ * already appeared earlier in the object, or n. Quadratic only for small
+ * objects; larger ones are sorted so a 100k-key object stays O(n log n).
+ * Sets *over (and returns n) when the sort buffer would pass the limit. */
+static size_t find_dup(wh_json_doc *doc, const wh_json_member *s, size_t n, bool *over) {
     if (n <= DUP_LINEAR_MAX) {
         for (size_t i = 1; i < n; i++)
             for (size_t j = 0; j < i; j++)
-                if (key_eq(&s[i], &s[j])) return &s[i];
-        return NULL;
+                if (key_eq(&s[i], &s[j])) return i;
+        return n;
     }
-    const slot **sorted = wh_xmalloc(n * sizeof *sorted);
+    if (!charge(doc, n * sizeof(const wh_json_member *))) {
+        *over = true;
+        return n;
+    }
+    doc->alloc_used -= n * sizeof(const wh_json_member *); /* freed below */
+    const wh_json_member **sorted = wh_xmalloc(n * sizeof *sorted);
     for (size_t i = 0; i < n; i++) sorted[i] = &s[i];
     qsort(sorted, n, sizeof *sorted, key_cmp);
-    const slot *first = NULL;
+    const wh_json_member *first = NULL;
     for (size_t i = 1; i < n; i++)
-        if (key_eq(sorted[i], sorted[i - 1]) && (first == NULL || sorted[i] < first))
-            first = sorted[i];
+        if (key_eq(sorted[i], sorted[i - 1]) && (first == NULL || sorted[i] < first)) first = sorted[i];
     wh_free(sorted);
-    return first;
+    return first ? (size_t)(first - s) : n;
 }
 
-/* The offset of a key's opening quote, found backwards from just after its
- * closing quote: the first '"' preceded by an even run of backslashes. */
-static size_t key_start(const char *text, size_t key_end) {
-    size_t i = key_end >= 2 ? key_end - 2 : 0;
-    while (i > 0) {
-        if (text[i] == '"') {
-            size_t bs = 0;
-            while (bs < i && text[i - 1 - bs] == '\\') bs++;
-            if (bs % 2 == 0) return i;
+/* The offset of the opening quote of member idx of the object whose '{' is
+ * at `start` (only on the error path: found again in the text). */
+static size_t member_offset(const char *t, size_t n, size_t start, size_t idx) {
+    size_t depth = 0, member = 0;
+    bool key_next = true;
+    for (size_t i = start + 1; i < n;) {
+        char ch = t[i];
+        if (ch == '"') {
+            if (depth == 0 && key_next) {
+                if (member == idx) return i;
+                key_next = false;
+            }
+            i = skip_string(t, n, i);
+            continue;
         }
-        i--;
+        if (ch == '[' || ch == '{') depth++;
+        else if (ch == ']' || ch == '}') {
+            if (depth == 0) break;
+            depth--;
+        } else if (ch == ',' && depth == 0) {
+            member++;
+            key_next = true;
+        }
+        i++;
     }
-    return i;
+    return start;
 }
 
 /* Writes at most ~40 bytes of key into out, printable ASCII as is and other
@@ -640,23 +818,21 @@ static void quote_key(char *out, size_t cap, const char *key, size_t len) {
 
 static int on_end_map(void *ctx) {
     parse_ctx *c = ctx;
-    size_t base = c->frames[c->nframes - 1].base, n = c->nslots - base;
-    const slot *dup = find_dup(c->slots + base, n);
-    if (dup) {
+    const frame *f = &c->frames[c->nframes - 1];
+    const wh_json_member *m = f->items;
+    bool over = false;
+    size_t dup = find_dup(c->doc, m, f->n, &over);
+    if (over) return over_limit(c);
+    if (dup < f->n) {
         char key[200], what[220];
-        quote_key(key, sizeof key, dup->m.key, dup->m.key_len);
+        quote_key(key, sizeof key, m[dup].key, m[dup].key_len);
         snprintf(what, sizeof what, "duplicate key \"%s\"", key);
-        return fail(c, key_start(c->text, dup->key_end), true, what);
+        return fail(c, member_offset(c->text, c->len, f->start, dup), true, what);
     }
     c->nframes--;
     wh_json v = {.type = WH_JSON_OBJECT};
-    if (n) {
-        wh_json_member *m = arena_alloc(c->doc, n * sizeof *m, alignof(wh_json_member));
-        for (size_t i = 0; i < n; i++) m[i] = c->slots[base + i].m;
-        v.u.obj.members = m;
-    }
-    v.u.obj.n = n;
-    c->nslots = base;
+    v.u.obj.members = f->n ? f->items : NULL;
+    v.u.obj.n = f->n;
     return emit(c, &v);
 }
 
@@ -724,8 +900,11 @@ static _Thread_local struct {
     size_t used;
 } scratch;
 
+/* ctx is the parse_ctx. Heap blocks count against the parse's limit; yajl
+ * cannot take a NULL, so one that passes it is still made, and the parse
+ * stops at the next event (see parse_ctx.yajl_over). */
 static void *scratch_malloc(void *ctx, size_t n) {
-    (void)ctx;
+    parse_ctx *c = ctx;
     size_t need = sizeof(scratch_hdr) + ((n + 15) & ~(size_t)15);
     scratch_hdr *h;
     if (need <= SCRATCH_SIZE - scratch.used) {
@@ -733,6 +912,10 @@ static void *scratch_malloc(void *ctx, size_t n) {
         scratch.used += need;
         h->on_heap = 0;
     } else {
+        if (!charge(c->doc, sizeof *h + n)) {
+            c->yajl_over = true;
+            c->doc->alloc_used += sizeof *h + n;
+        }
         h = wh_xmalloc(sizeof *h + n);
         h->on_heap = 1;
     }
@@ -741,10 +924,13 @@ static void *scratch_malloc(void *ctx, size_t n) {
 }
 
 static void scratch_free(void *ctx, void *p) {
-    (void)ctx;
+    parse_ctx *c = ctx;
     if (p == NULL) return;
     scratch_hdr *h = (scratch_hdr *)p - 1;
-    if (h->on_heap) wh_free(h);
+    if (h->on_heap) {
+        c->doc->alloc_used -= sizeof *h + h->size;
+        wh_free(h);
+    }
     /* scratch blocks are reclaimed all at once when the parse ends */
 }
 
@@ -758,12 +944,11 @@ static void *scratch_realloc(void *ctx, void *p, size_t n) {
     return q;
 }
 
-static yajl_alloc_funcs scratch_funcs = {scratch_malloc, scratch_realloc, scratch_free, NULL};
-
 /* Runs yajl over the text; returns true when the tree is complete. */
 static bool run_yajl(parse_ctx *c) {
     size_t mark = scratch.used; /* nested parses (none today) would stack */
-    yajl_handle h = yajl_alloc(&parse_callbacks, &scratch_funcs, c);
+    yajl_alloc_funcs funcs = {scratch_malloc, scratch_realloc, scratch_free, c};
+    yajl_handle h = yajl_alloc(&parse_callbacks, &funcs, c);
     if (h == NULL) abort(); /* yajl's default allocator: out of memory */
     c->h = h;
     yajl_config(h, yajl_allow_comments, 0);
@@ -775,11 +960,26 @@ static bool run_yajl(parse_ctx *c) {
     yajl_status st = yajl_parse(h, (const unsigned char *)c->text, c->len);
     if (st == yajl_status_ok) {
         at_end = true;
+        c->completing = true;
         st = yajl_complete_parse(h);
     }
-    bool ok = st == yajl_status_ok && c->issue->at == NO_OFFSET;
-    if (st == yajl_status_ok && !ok) fail(c, c->len, true, ""); /* cannot happen: yajl saw the string */
-    else if (st == yajl_status_error) yajl_error(c, at_end);
+    if (st == yajl_status_ok && c->yajl_over) { /* yajl's last block, after the last event */
+        over_limit(c);
+        st = yajl_status_client_canceled;
+    }
+    bool ok = st == yajl_status_ok;
+    if (ok) {
+        /* yajl takes an unterminated string after the value (`{} "abc`) for
+         * input still to come, and yajl_complete_parse lets it go. */
+        size_t end = c->root_end;
+        while (end < c->len && (c->text[end] == ' ' || c->text[end] == '\t' || c->text[end] == '\n' ||
+                                c->text[end] == '\r'))
+            end++;
+        if (end < c->len) ok = fail(c, end, true, "parse error: trailing garbage");
+        else if (c->issue->at != NO_OFFSET) ok = fail(c, c->len, true, ""); /* cannot happen: yajl saw the string */
+    } else if (st == yajl_status_error) {
+        yajl_error(c, at_end);
+    }
     /* yajl_status_client_canceled: the callback has set err. */
     yajl_free(h);
     scratch.used = mark;
@@ -794,6 +994,13 @@ static size_t inline_size_for(size_t len) {
     return len > (65536 - 512) / 4 ? 65536 : len * 4 + 512;
 }
 
+size_t wh_json_parse_limit(size_t len) {
+    if (len > (SIZE_MAX - WH_JSON_PARSE_SLACK) / WH_JSON_PARSE_FACTOR) return SIZE_MAX;
+    return WH_JSON_PARSE_FACTOR * len + WH_JSON_PARSE_SLACK;
+}
+
+size_t wh_json_doc_alloc_bytes(const wh_json_doc *doc) { return doc->alloc_used; }
+
 wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *limits, wh_err *err) {
     if (text == NULL && len) {
         wh_err_set(err, WH_EINVAL, "wh_json_parse: text is NULL");
@@ -803,30 +1010,46 @@ wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *l
     scan_issue issue = {.at = NO_OFFSET};
     if (needs_scan((const unsigned char *)text, len)) prescan((const unsigned char *)text, len, &issue);
 
-    parse_ctx ctx, *c = &ctx; /* ~2.5 KB, so small payloads need no heap stacks */
+    parse_ctx ctx, *c = &ctx; /* ~1 KB, so small payloads need no heap stacks */
     c->doc = doc_new_sized(inline_size_for(len), false);
     c->text = text;
     c->len = len;
     c->err = err;
     c->max_depth = limits && limits->max_depth > 0 ? limits->max_depth : WH_JSON_DEFAULT_MAX_DEPTH;
     c->issue = &issue;
-    c->slots = c->small_slots;
-    c->nslots = 0;
-    c->cap_slots = SMALL_SLOTS;
+    c->yajl_over = false;
+    c->completing = false;
+    c->root_end = 0;
+    c->counts = c->small_counts;
+    c->ncounts = c->next_count = 0;
+    c->cap_counts = SMALL_COUNTS;
     c->frames = c->small_frames;
     c->nframes = 0;
     c->cap_frames = SMALL_FRAMES;
 
     wh_json_doc *doc = c->doc;
-    if (run_yajl(c)) {
+    doc->alloc_limit = wh_json_parse_limit(len);
+    assert(doc->alloc_used <= doc->alloc_limit); /* the inline region is at most 64 KB */
+    bool counted = count_values(c);
+    if (!counted)
+        wh_err_set(err, WH_EJSON, "invalid JSON: a payload of %zu bytes needs more than %zu bytes to parse", len,
+                   doc->alloc_limit);
+    if (counted && run_yajl(c)) {
+        doc->alloc_limit = 0; /* what the caller adds to the doc is not the parse's */
         doc->root_slot = c->root;
         doc->root = &doc->root_slot;
     } else {
         wh_json_doc_free(doc); /* every partial value lives in the arena */
         doc = NULL;
     }
-    if (c->slots != c->small_slots) wh_free(c->slots);
-    if (c->frames != c->small_frames) wh_free(c->frames);
+    if (c->counts != c->small_counts) {
+        if (doc) doc->alloc_used -= c->cap_counts * sizeof(uint32_t);
+        wh_free(c->counts);
+    }
+    if (c->frames != c->small_frames) {
+        if (doc) doc->alloc_used -= c->cap_frames * sizeof(frame);
+        wh_free(c->frames);
+    }
     return doc;
 }
 
@@ -967,7 +1190,7 @@ typedef struct wstack {
 static int write_open(wh_buf *out, wstack *st, const wh_json *v, wh_err *err) {
     if (v->type != WH_JSON_ARRAY && v->type != WH_JSON_OBJECT) return write_scalar(out, v, err);
     wh_buf_putc(out, v->type == WH_JSON_ARRAY ? '[' : '{');
-    if (st->n == st->cap) st->f = stack_grow(st->f, st->small, &st->cap, sizeof(wframe));
+    if (st->n == st->cap) st->f = stack_grow(NULL, st->f, st->small, &st->cap, sizeof(wframe));
     st->f[st->n].v = v;
     st->f[st->n].next = 0;
     st->n++;

@@ -12,6 +12,8 @@
  *     lone low surrogate) and duplicate object keys are refused;
  *   - nesting deeper than limits->max_depth and documents longer than
  *     limits->max_bytes are refused;
+ *   - memory is bounded: a parse holds at most 8 times the length of its
+ *     text plus 1 MiB (wh_json_parse_limit), or it fails (see below);
  *   - exactly one value with only whitespace around it; no comments.
  *
  * Trees can also be built by hand (from Lua values, say) with the wh_json_new_*
@@ -85,12 +87,42 @@ typedef struct wh_json_limits {
 
 #define WH_JSON_DEFAULT_MAX_DEPTH 64
 
+/* The memory bound of a parse. Every byte a parse asks malloc for is counted
+ * while the parse runs: the document with its arena chunks (the tree, keys,
+ * strings, number texts), the per-container value counts of the pass that
+ * runs before yajl (4 bytes per array or object) and the stack of open
+ * containers (old and new block both while one grows), the sort buffer of
+ * the duplicate-key check, and yajl's heap blocks. Ours are refused before
+ * they are made; yajl's (a string with escapes is decoded into one buffer,
+ * at most twice that string's length) are counted when made and stop the
+ * parse at its next event. The limit is WH_JSON_PARSE_FACTOR * len +
+ * WH_JSON_PARSE_SLACK: no parse holds more than 8x + 1 MiB (malloc's own
+ * headers aside; on failure all of it is freed).
+ *
+ * What fits: the tree is all a parse keeps. Each array or object gets its
+ * values as one array, sized by the counting pass, so there is no stack of
+ * pending values. A value takes 40 bytes (56 as an object member) plus the
+ * bytes of its string, key or non-int64 number text. Ordinary payloads need
+ * 2-5x their size. Text averaging under ~5 bytes per value ([0,0,0,...] is
+ * 20x, [[],[],...] and ["","",...] 13x) fits while its tree is under the
+ * limit (a [0,0,...] of about 80 KB) and beyond that is refused with
+ * "invalid JSON: a payload of N bytes needs more than M bytes to parse". */
+#define WH_JSON_PARSE_FACTOR 8
+#define WH_JSON_PARSE_SLACK ((size_t)1 << 20)
+
+/* The most bytes a parse of len bytes of text may hold (saturates at SIZE_MAX). */
+size_t wh_json_parse_limit(size_t len);
+
 /* Parses len bytes of text. On success returns an owned document (free with
  * wh_json_doc_free) whose root is wh_json_doc_root(). On failure returns NULL
  * and sets err (code WH_EJSON) to a message that says what is wrong and at
  * which byte offset, e.g. "invalid JSON at byte 12: duplicate key \"a\"".
  * limits may be NULL (defaults: no size limit, depth 64). */
 wh_json_doc *wh_json_parse(const char *text, size_t len, const wh_json_limits *limits, wh_err *err);
+
+/* The bytes a document holds (its struct, inline region and chunks), as the
+ * parse's limit counts them; for tests and measurements. */
+size_t wh_json_doc_alloc_bytes(const wh_json_doc *doc);
 
 /* An empty document for building by hand; its root is NULL until set. Owned. */
 wh_json_doc *wh_json_doc_new(void);
