@@ -221,6 +221,36 @@ describe("BackgroundQueue under attack", function()
     assert.are.equal(1000001, S.decode((r:zfind("dead", big))).retry_count) -- clamped, then counted
   end)
 
+  it("moves big due payloads to their queue byte for byte, without building a tree of them", function()
+    r = S.redis_start()
+    local app = S.app(r) -- serves [critical, default]: what goes to `parked` stays there to be read
+    local dir = S.tmpdir()
+    local zeros = ("0,"):rep(4 * 1024 * 1024 - 1) .. "0" -- 8 MiB of the costliest shape to parse
+    local now = tonumber(r:lines("TIME")[1])
+    local payloads = {}
+    for i = 1, 4 do
+      payloads[i] = S.job({ queue = "parked", args = "[[" .. zeros .. "]]", enqueued_at = false })
+      S.H.write(dir .. "/p", payloads[i])
+      S.H.sh(("redis-cli -p %d -x ZADD schedule %d < %s"):format(r.port, now - 1, S.H.q(dir .. "/p")))
+    end
+    local h = S.host_start(app)
+    h:wait_ready()
+    assert.truthy(S.wait_for(function() return r:num("LLEN", "queue:parked") == 4 end, 20, 0.2),
+      "the 4 due jobs moved; log:\n" .. h:events())
+    local status = S.H.read("/proc/" .. h.pid .. "/status") or ""
+    local hwm = tonumber(status:match("VmHWM:%s+(%d+) kB"))
+    assert.truthy(hwm and hwm < 300 * 1024, ("peak RSS %s kB for 32 MiB of due payloads"):format(tostring(hwm)))
+    local got = r:call("LINDEX", "queue:parked", "0")
+    local enq = got:match(',"enqueued_at":([%d%.]+)}$')
+    assert.truthy(enq, "enqueued_at added at the end")
+    local original
+    for _, pl in ipairs(payloads) do
+      if pl:find(got:match('"jid":"%x+"'), 1, true) then original = pl end
+    end
+    assert.truthy(original, "a payload pushed")
+    assert.truthy(got:sub(1, #original - 1) == original:sub(1, -2), "every other byte kept")
+  end)
+
   it("survives a storm of CLIENT KILLs under load (a write to a closed connection is not SIGPIPE)", function()
     r = S.redis_start()
     local app = S.app(r, { workers = { ["x.lua"] = { name = "X", loop = 10 } } })

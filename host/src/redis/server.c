@@ -32,6 +32,7 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "core/sigpipe.h"
+#include "json/jtop.h"
 #include "redis/keys.h"
 #include "redis/scripts.h"
 #include "redis/uri.h"
@@ -307,6 +308,15 @@ static void av_addf(argv_b *a, const char *fmt, ...) {
     a->strs = wh_xrealloc(a->strs, (size_t)(a->nstrs + 1) * sizeof *a->strs);
     size_t len = b.len;
     char *p = wh_buf_steal(&b);
+    a->strs[a->nstrs++] = p;
+    av_add(a, p, len);
+}
+
+/* adds the bytes of b, taken over (freed with the builder); b is left empty */
+static void av_take(argv_b *a, wh_buf *b) {
+    a->strs = wh_xrealloc(a->strs, (size_t)(a->nstrs + 1) * sizeof *a->strs);
+    size_t len = b->len;
+    char *p = wh_buf_steal(b);
     a->strs[a->nstrs++] = p;
     av_add(a, p, len);
 }
@@ -1222,30 +1232,33 @@ static void on_due(wh_rserver *s, conn *c, redisReply *r, void *data) {
     av_addf(&a, "%s%s", s->ns, WH_KEY_QUEUES);
     av_addf(&a, "%s%s", s->ns, WH_KEY_DEAD);
     av_addf(&a, "%s%s", s->ns, WH_KEY_QUEUE_PREFIX);
+    /* no tree: one pass over each payload sets enqueued_at and reads queue
+     * (json/jtop.h), every other byte kept; memory does not grow with the
+     * payload beyond its copy */
+    wh_json nv;
+    memset(&nv, 0, sizeof nv);
+    nv.type = WH_JSON_FLOAT;
+    nv.u.f.d = now;
+    wh_buf nowb = WH_BUF_INIT;
+    wh_json_write(&nowb, &nv, NULL);
     for (size_t i = 0; i < r->elements; i++) {
         redisReply *m = r->element[i];
         av_add(&a, m->str, m->len);
-        wh_json_doc *doc = wh_json_parse(m->str, m->len, NULL, NULL);
-        const wh_json *root = doc ? wh_json_doc_root(doc) : NULL;
-        const wh_json *q = root ? wh_json_getz(root, "queue") : NULL;
-        if (root && root->type == WH_JSON_OBJECT) {
-            wh_json_member set[1];
-            member_float(&set[0], "enqueued_at", now);
-            wh_buf out = WH_BUF_INIT;
-            wh_job_rewrite(root, set, 1, &out, NULL);
-            a.strs = wh_xrealloc(a.strs, (size_t)(a.nstrs + 1) * sizeof *a.strs);
-            size_t len = out.len;
-            char *np = wh_buf_steal(&out);
-            a.strs[a.nstrs++] = np;
-            av_add(&a, np, len);
-            if (q && q->type == WH_JSON_STRING && q->u.str.len) av_addf(&a, "%.*s", (int)q->u.str.len, q->u.str.s);
+        wh_buf out = WH_BUF_INIT, q = WH_BUF_INIT;
+        int rc = wh_jtop_rewrite(m->str, m->len, "enqueued_at", nowb.data, nowb.len, &out, NULL);
+        if (rc == 0) rc = wh_jtop_string(m->str, m->len, "queue", &q, NULL);
+        if (rc >= 0) {
+            av_take(&a, &out);
+            if (q.len) av_take(&a, &q);
             else av_adds(&a, "default");
         } else {
             av_adds(&a, "");
             av_adds(&a, ""); /* not a job: to the dead set */
         }
-        wh_json_doc_free(doc);
+        wh_buf_free(&out);
+        wh_buf_free(&q);
     }
+    wh_buf_free(&nowb);
     if (!send_b(&s->cmd, on_moved, data, &a) && s->due_in_flight) s->due_in_flight--;
 }
 
