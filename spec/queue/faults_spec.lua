@@ -235,6 +235,22 @@ describe("BackgroundQueue faults", function()
     assert.are.equal(0, status, ("still running %.1f s after SIGTERM; log:\n%s"):format(took, h:events()))
   end)
 
+  it("stops at once on SIGTERM when Redis was never reachable and nothing was fetched", function()
+    r = S.redis_start()
+    local app = S.app(r)
+    r:stop("TERM") -- the port is known, and nothing listens there now
+    local h = S.host_start(app)
+    assert.truthy(S.wait_for(function() return h:log_has("cannot connect") end, 5, 0.05), "log:\n" .. h:events())
+    local t0 = S.now()
+    h:signal("TERM")
+    local status = h:wait_exit(5)
+    local took = S.now() - t0
+    assert.are.equal(0, status, ("still running %.1f s after SIGTERM; log:\n%s"):format(took, h:events()))
+    assert.truthy(took < 2, ("stopped %.1f s after SIGTERM; log:\n%s"):format(took, h:events()))
+    assert.falsy(h:log_has("outcomes not recorded"), "no warning about outcomes; log:\n" .. h:events())
+    assert.truthy(h:log_has("nothing was held"), "says why it stops at once; log:\n" .. h:events())
+  end)
+
   it("loses nothing acknowledged when Redis (appendfsync always) is SIGKILLed under load", function()
     r = S.redis_start({ args = "--appendonly yes --appendfsync always" })
     local app = S.app(r, { workers = { ["x.lua"] = { name = "X", spin = 0.01 } } })
