@@ -164,7 +164,7 @@ static void on_final_deadline(uv_timer_t *t) {
                "this process fetched stay%s in flight and will be recovered by another host's reaper", n,
                n == 1 ? "" : "s", n == 1 ? "s" : "");
     else
-        wh_log(WH_LOG_WARN, NULL, NULL, "redis unreachable while stopping: nothing was held; leaving without "
+        wh_log(WH_LOG_WARN, NULL, NULL, "redis unreachable while stopping: nothing was held; stopping without "
                "leaving the registry (another host's reaper removes this process)");
     close_all(s);
 }
