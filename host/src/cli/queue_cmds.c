@@ -224,8 +224,13 @@ static int enqueue(const wh_cli *cli, wh_host *h, const char *cls, const char *a
 
     wh_redis_client *c = NULL;
     if (rc == 0 && n > 0) rc = wh_cli_redis_connect(cfg, &c, &err);
-    if (rc == 0 && n > 0) rc = n == 1 && !(flags & BULK) ? wh_redis_client_push(c, jobs[0], &err)
-                                                         : wh_redis_client_push_bulk(c, jobs, n, &err);
+    wh_buf text = WH_BUF_INIT;
+    wh_redis_item *items = wh_xcalloc(n ? n : 1, sizeof *items);
+    if (rc == 0 && n > 0) rc = wh_job_redis_items(jobs, n, wh_clock_wall(), &text, items, &err);
+    if (rc == 0 && n > 0) rc = n == 1 && !(flags & BULK) ? wh_redis_client_push(c, &items[0], &err)
+                                                         : wh_redis_client_push_bulk(c, items, n, &err);
+    wh_free(items);
+    wh_buf_free(&text);
     if (rc == 0) {
         for (size_t i = 0; i < n; i++) printf("%s\n", jobs[i]->jid);
         if (n == 0) fprintf(stderr, "workerhost: %s holds no jobs; nothing pushed\n", strcmp(arg, "-") ? arg : "stdin");

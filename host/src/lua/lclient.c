@@ -196,7 +196,11 @@ static int l_client_enqueue(lua_State *L) {
     wh_job *job = wh_job_new(def, doc, wh_json_doc_root(doc), &o, wh_clock_wall()); /* takes doc */
     char jid[WH_JID_SIZE];
     memcpy(jid, job->jid, sizeof jid);
-    rc = wh_redis_client_push(u->client, job, &err);
+    wh_buf text = WH_BUF_INIT;
+    wh_redis_item item;
+    rc = wh_job_redis_items(&job, 1, wh_clock_wall(), &text, &item, &err);
+    if (rc == 0) rc = wh_redis_client_push(u->client, &item, &err);
+    wh_buf_free(&text);
     wh_job_free(job);
     if (rc != 0) return push_fail(L, &err);
     lua_pushstring(L, jid);
@@ -233,7 +237,12 @@ static int l_client_enqueue_bulk(lua_State *L) {
         j->pending = NULL;
         lua_pop(L, 1);
     }
-    int rc = wh_redis_client_push_bulk(u->client, j->jobs, j->n, &err);
+    wh_buf text = WH_BUF_INIT;
+    wh_redis_item *items = wh_xcalloc(j->n ? j->n : 1, sizeof *items);
+    int rc = wh_job_redis_items(j->jobs, j->n, wh_clock_wall(), &text, items, &err);
+    if (rc == 0) rc = wh_redis_client_push_bulk(u->client, items, j->n, &err);
+    wh_free(items);
+    wh_buf_free(&text);
     if (rc != 0) {
         jobs_release(j);
         return push_fail(L, &err);
