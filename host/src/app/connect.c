@@ -1,12 +1,12 @@
-/* lclient.c -- the "wh.Client" userdata behind workerhost.connect; see
- * lclient.h.
+/* connect.c -- the workerhost.connect module and the "wh.Client" userdata
+ * it returns; see connect.h.
  * SPDX-License-Identifier: MIT
  *
  * Ownership: every C resource lives in a userdata whose __gc frees it before
  * anything that may raise runs: the client's config, catalog and connection
  * in the client; the jobs of enqueue_bulk and the result of stats in
  * short-lived holder userdata. */
-#include "lua/lclient.h"
+#include "app/connect.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -28,6 +28,8 @@
 #define JOBS_MT "wh.Client.jobs"   /* holder: jobs of one enqueue_bulk */
 #define STATS_MT "wh.Client.stats" /* holder: one wh_redis_stats */
 #define DEFAULT_TIMEOUT 2.0
+
+static void init_metatables(lua_State *L);
 
 typedef struct lclient {
     wh_config *cfg;          /* owned, or NULL once closed */
@@ -123,7 +125,7 @@ static const char *opt_string(lua_State *L, int t, const char *key) {
     return s;
 }
 
-int wh_lclient_connect(lua_State *L) {
+int wh_connect_new(lua_State *L) {
     const char *uri_arg = luaL_optstring(L, 1, NULL);
     const char *root = NULL, *env = NULL, *file = NULL, *ns = NULL;
     double timeout = DEFAULT_TIMEOUT;
@@ -153,7 +155,7 @@ int wh_lclient_connect(lua_State *L) {
         lua_pop(L, 1);
     }
 
-    wh_lclient_init(L);
+    init_metatables(L);
     lclient *u = lua_newuserdatauv(L, sizeof *u, 0); /* closed state first */
     memset(u, 0, sizeof *u);
     luaL_setmetatable(L, CLIENT_MT);
@@ -344,7 +346,7 @@ static const luaL_Reg client_meta[] = {
     {NULL, NULL},
 };
 
-void wh_lclient_init(lua_State *L) {
+static void init_metatables(lua_State *L) {
     if (luaL_newmetatable(L, CLIENT_MT)) {
         luaL_setfuncs(L, client_meta, 0);
         luaL_newlib(L, client_methods);
@@ -361,4 +363,10 @@ void wh_lclient_init(lua_State *L) {
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
+}
+
+int wh_connect_open(lua_State *L) {
+    init_metatables(L);
+    lua_pushcfunction(L, wh_connect_new);
+    return 1;
 }
