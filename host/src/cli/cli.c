@@ -3,6 +3,7 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,9 +26,12 @@ int wh_cli_exit_status(int rc) {
     }
 }
 
-int wh_cli_usage_error(const char *cmd, const char *fmt, const char *arg) {
+int wh_cli_usage_error(const char *cmd, const char *fmt, ...) {
     fprintf(stderr, "workerhost%s%s: ", cmd ? " " : "", cmd ? cmd : "");
-    fprintf(stderr, fmt, arg);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fprintf(stderr, "\n(see workerhost %s--help)\n", cmd ? "COMMAND " : "");
     return EXIT_USAGE;
 }

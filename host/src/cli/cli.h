@@ -21,8 +21,13 @@ enum { EXIT_JOB = 1, EXIT_USAGE = 2, EXIT_ARGS = 3, EXIT_CLASS = 4, EXIT_UNAVAIL
 
 /* Exit status for a WH_E* code. */
 int wh_cli_exit_status(int rc);
-/* Prints "workerhost CMD: <message>" and a hint; returns 2. */
-int wh_cli_usage_error(const char *cmd, const char *fmt, const char *arg);
+/* Prints "workerhost CMD: <message>" (cmd may be NULL: "workerhost: ...";
+ * the message is printf's fmt, ...) and a hint; returns 2. */
+int wh_cli_usage_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 /* Creates the host from the global options (mode forced if not NULL);
  * prints the error and returns 2 on failure. On success it has called
  * wh_cli_config_loaded. */

@@ -152,11 +152,11 @@ static int enqueue(const wh_cli *cli, wh_host *h, const char *cls, const char *a
     if (cfg->mode != WH_MODE_BACKGROUND_QUEUE)
         return wh_cli_usage_error("enqueue", "pushing to Redis needs workers.mode BackgroundQueue (this "
                                              "configuration says %s)", wh_mode_name(cfg->mode));
-    if (o && o->queue && o->queue[0] == '\0') return wh_cli_usage_error("enqueue", "--queue must not be empty%s", "");
-    if (o && o->in > 0 && o->at > 0) return wh_cli_usage_error("enqueue", "give either --in or --at, not both%s", "");
-    if (cls == NULL || cls[0] == '\0') return wh_cli_usage_error("enqueue", "missing CLASS%s", "");
+    if (o && o->queue && o->queue[0] == '\0') return wh_cli_usage_error("enqueue", "--queue must not be empty");
+    if (o && o->in > 0 && o->at > 0) return wh_cli_usage_error("enqueue", "give either --in or --at, not both");
+    if (cls == NULL || cls[0] == '\0') return wh_cli_usage_error("enqueue", "missing CLASS");
     if ((flags & BULK) && (arg == NULL || arg[0] == '\0'))
-        return wh_cli_usage_error("enqueue", "--bulk needs a FILE (- for stdin)%s", "");
+        return wh_cli_usage_error("enqueue", "--bulk needs a FILE (- for stdin)");
     const wh_worker_def *def = wh_catalog_find(wh_host_catalog(h), cls);
     if (flags & UNCHECKED) {
         if (def) {
