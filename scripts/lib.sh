@@ -33,11 +33,11 @@ wh_ensure_packages() {
   apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 }
 
-# wh_build DIR [cmake options...]: configures (once) and builds into DIR.
+# wh_build DIR [cmake options...]: configures and builds into DIR. It
+# configures every time (cheap once DIR exists), so options given now apply
+# to a folder configured earlier with others.
 wh_build() {
   local dir=$1; shift
-  if [ ! -f "$dir/CMakeCache.txt" ]; then
-    cmake -S "$WH_ROOT" -B "$dir" "$@" >&2 || return 1
-  fi
+  cmake -S "$WH_ROOT" -B "$dir" "$@" >&2 || return 1
   cmake --build "$dir" -j "$(nproc)" >&2
 }

@@ -129,7 +129,7 @@ describe_redis("workerhost.connect", function()
   before_each(function() rcli("FLUSHALL") end)
 
   it("is there", function()
-    assert.is_function(wh.connect, "workerhost.connect is missing: add {\"connect\", wh_lclient_connect} to lmodule.c")
+    assert.is_function(wh.connect, "workerhost.connect is missing: app/module.c preloads it (app/connect.h)")
   end)
 
   it("enqueues a checked job in Sidekiq's shape and returns its jid", function()

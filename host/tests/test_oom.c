@@ -239,7 +239,7 @@ static void child_vm_build(const char *unused) {
         HEADER "local big = {} for i = 1, 2e6 do big[i] = ('z'):rep(16) .. i end\n"
                "return wh.worker { perform = function() end }\n";
     wh_source src = {"/app/workers/fat.lua", "@workers/fat.lua", (char *)code, sizeof code - 1, NULL};
-    wh_vm_options o = {1024 * MIB, NULL, NULL, NULL, 0, false};
+    wh_vm_options o = {1024 * MIB, NULL, NULL, NULL, 0, false, NULL};
     struct rlimit rl;
     if (getrlimit(RLIMIT_AS, &rl) != 0) CHILD_FAIL("getrlimit");
     struct rlimit low = {(rlim_t)(vm_size() + 32 * MIB), rl.rlim_max};
@@ -263,7 +263,7 @@ static void child_vm_build(const char *unused) {
  * never an abort (the panic of an allocation outside a protected call). */
 static void child_vm_sweep(const char *unused) {
     (void)unused;
-    wh_vm_options o = {1024 * MIB, NULL, NULL, NULL, 0, false};
+    wh_vm_options o = {1024 * MIB, NULL, NULL, NULL, 0, false, NULL};
     struct rlimit rl;
     if (getrlimit(RLIMIT_AS, &rl) != 0) CHILD_FAIL("getrlimit");
     struct rlimit low = rl;

@@ -22,6 +22,27 @@
 #include "redis_server.h"
 #include "test.h"
 
+/* The callers' way to push jobs: each written as it goes to Redis now
+ * (wh_job_redis_items), then pushed as plain items. */
+static int push_jobs(wh_redis_client *c, wh_job *const *jobs, size_t n, wh_err *err) {
+    wh_buf text = WH_BUF_INIT;
+    wh_redis_item *items = calloc(n ? n : 1, sizeof *items);
+    int rc = wh_job_redis_items(jobs, n, wh_clock_wall(), &text, items, err);
+    if (rc == 0) rc = wh_redis_client_push_bulk(c, items, n, err);
+    free(items);
+    wh_buf_free(&text);
+    return rc;
+}
+
+static int push_job(wh_redis_client *c, wh_job *job, wh_err *err) {
+    wh_buf text = WH_BUF_INIT;
+    wh_redis_item item;
+    int rc = wh_job_redis_items(&job, 1, wh_clock_wall(), &text, &item, err);
+    if (rc == 0) rc = wh_redis_client_push(c, &item, err);
+    wh_buf_free(&text);
+    return rc;
+}
+
 static wh_test_redis srv;      /* plain */
 static wh_test_redis auth_srv; /* --requirepass */
 static wh_config *cfg;
@@ -346,7 +367,7 @@ static void test_timeouts(void) {
     wh_job *job = make_job("DownloadWorker", "{\"user_guid\":\"t\"}", NULL);
     double t1 = wh_clock_monotonic();
     wh_err perr = WH_ERR_INIT;
-    int prc = wh_redis_client_push(c, job, &perr);
+    int prc = push_job(c, job, &perr);
     double ptook = wh_clock_monotonic() - t1;
     wh_test_redis_pause(&srv, false);
     ASSERT_EQ_INT(rc, WH_EUNAVAIL);
@@ -358,7 +379,7 @@ static void test_timeouts(void) {
     ASSERT_CONTAINS(perr.msg, "timed out");
     ASSERT(ptook < 1.5);
     /* the server is back: the next call reconnects */
-    ASSERT_EQ_INT(wh_redis_client_push(c, job, &err), 0);
+    ASSERT_EQ_INT(push_job(c, job, &err), 0);
     wh_job_free(job);
     wh_redis_client_free(c);
 }
@@ -372,9 +393,9 @@ static void test_reconnect_after_kill(void) {
     freeReplyObject(cmd(r, "CLIENT KILL TYPE normal SKIPME yes"));
     wh_job *job = make_job("DownloadWorker", "{\"user_guid\":\"k\"}", NULL);
     wh_err err = WH_ERR_INIT;
-    ASSERT_EQ_INT(wh_redis_client_push(c, job, &err), WH_EUNAVAIL);
+    ASSERT_EQ_INT(push_job(c, job, &err), WH_EUNAVAIL);
     ASSERT_CONTAINS(err.msg, "cannot push to redis://127.0.0.1:");
-    ASSERT_EQ_INT(wh_redis_client_push(c, job, &err), 0);
+    ASSERT_EQ_INT(push_job(c, job, &err), 0);
     ASSERT_EQ_INT(cmd_int(r, "LLEN %s", "queue:default"), 1);
     wh_job_free(job);
     wh_redis_client_free(c);
@@ -440,7 +461,7 @@ static void test_auth(void) {
     /* requirepass: AUTH pass */
     ASSERT_EQ_INT(connect_s(uri_of(uri, sizeof uri, ":" AUTH_PW "@", auth_srv.port, 0), NULL, 2, &c, &err), 0);
     wh_job *job = make_job("DownloadWorker", "{\"user_guid\":\"a\"}", NULL);
-    ASSERT_EQ_INT(wh_redis_client_push(c, job, &err), 0);
+    ASSERT_EQ_INT(push_job(c, job, &err), 0);
     wh_redis_client_free(c);
 
     /* wrong password: a clear error, no password in it */
@@ -472,7 +493,7 @@ static void test_auth(void) {
     wh_redis_client_free(c);
     ASSERT_EQ_INT(connect_s(uri_of(uri, sizeof uri, "carol:p%40ss%3Aw%2Frd@", auth_srv.port, 0), NULL, 2, &c, &err),
                   0);
-    ASSERT_EQ_INT(wh_redis_client_push(c, job, &err), 0);
+    ASSERT_EQ_INT(push_job(c, job, &err), 0);
     wh_redis_client_free(c);
     ASSERT_EQ_INT(connect_s(uri_of(uri, sizeof uri, "alice:bad@", auth_srv.port, 0), NULL, 2, &c, &err), WH_ECONFIG);
     ASSERT_CONTAINS(err.msg, "authentication failed (WRONGPASS");
@@ -492,7 +513,7 @@ static void test_select_db(void) {
     ASSERT_EQ_INT(connect_s(uri_of(uri, sizeof uri, "", srv.port, 5), NULL, 2, &c, &err), 0);
     ASSERT_STREQ(wh_redis_client_uri_shown(c), uri);
     wh_job *job = make_job("DownloadWorker", "{\"user_guid\":\"d\"}", NULL);
-    ASSERT_EQ_INT(wh_redis_client_push(c, job, &err), 0);
+    ASSERT_EQ_INT(push_job(c, job, &err), 0);
     wh_job_free(job);
     wh_redis_client_free(c);
     redisContext *r0 = raw(&srv, NULL, 0), *r5 = raw(&srv, NULL, 5);
@@ -519,10 +540,10 @@ static void test_namespace(void) {
     wh_enqueue_options later = WH_ENQUEUE_OPTIONS_INIT;
     later.in = 100;
     wh_job *sched = make_job("DownloadWorker", "{\"user_guid\":\"s\"}", &later);
-    ASSERT_EQ_INT(wh_redis_client_push(c, job, &err), 0);
-    ASSERT_EQ_INT(wh_redis_client_push(c, sched, &err), 0);
+    ASSERT_EQ_INT(push_job(c, job, &err), 0);
+    ASSERT_EQ_INT(push_job(c, sched, &err), 0);
     wh_job *both[2] = {job, sched};
-    ASSERT_EQ_INT(wh_redis_client_push_bulk(c, both, 2, &err), 0);
+    ASSERT_EQ_INT(push_jobs(c, both, 2, &err), 0);
     wh_job_free(job);
     wh_job_free(sched);
     wh_redis_client_free(c);
@@ -563,9 +584,9 @@ static void test_push_shape(void) {
     o.retry = WH_RETRY_FALSE;
     wh_job *j3 = make_job("ResizeImageWorker", "[\"http://x/a.png\",100]", &o);
     ASSERT(j1 && j2 && j3);
-    ASSERT_EQ_INT(wh_redis_client_push(c, j1, &err), 0);
-    ASSERT_EQ_INT(wh_redis_client_push(c, j2, &err), 0);
-    ASSERT_EQ_INT(wh_redis_client_push(c, j3, &err), 0);
+    ASSERT_EQ_INT(push_job(c, j1, &err), 0);
+    ASSERT_EQ_INT(push_job(c, j2, &err), 0);
+    ASSERT_EQ_INT(push_job(c, j3, &err), 0);
     wh_redis_client_free(c);
 
     redisContext *r = raw(&srv, NULL, 0);
@@ -636,8 +657,8 @@ static void test_push_scheduled(void) {
     wh_enqueue_options past = WH_ENQUEUE_OPTIONS_INIT;
     past.at = wh_clock_wall() - 10; /* due already: pushed now, as Sidekiq does */
     wh_job *due = make_job("DownloadWorker", "{\"user_guid\":\"due\"}", &past);
-    ASSERT_EQ_INT(wh_redis_client_push(c, j, &err), 0);
-    ASSERT_EQ_INT(wh_redis_client_push(c, due, &err), 0);
+    ASSERT_EQ_INT(push_job(c, j, &err), 0);
+    ASSERT_EQ_INT(push_job(c, due, &err), 0);
     wh_redis_client_free(c);
 
     redisContext *r = raw(&srv, NULL, 0);
@@ -677,7 +698,7 @@ static void test_push_bulk(void) {
         jobs[i] = make_job("DownloadWorker", args, NULL);
     }
     double t0 = wh_clock_monotonic();
-    ASSERT_EQ_INT(wh_redis_client_push_bulk(c, jobs, 1000, &err), 0);
+    ASSERT_EQ_INT(push_jobs(c, jobs, 1000, &err), 0);
     double took = wh_clock_monotonic() - t0;
     fprintf(stderr, "    bulk push of 1000: %.1f ms\n", took * 1000);
     ASSERT(took < 2.0);
@@ -685,7 +706,7 @@ static void test_push_bulk(void) {
     ASSERT_EQ_INT(cmd_int(r, "LLEN %s", "queue:default"), 1000);
     freeReplyObject(cmd(r, "DEL queue:default"));
     /* more than one LPUSH (1000 per command): still in order, jobs[0] popped first */
-    ASSERT_EQ_INT(wh_redis_client_push_bulk(c, jobs, N, &err), 0);
+    ASSERT_EQ_INT(push_jobs(c, jobs, N, &err), 0);
     ASSERT_EQ_INT(cmd_int(r, "LLEN %s", "queue:default"), N);
     int probe[] = {0, 1, 999, 1000, 1001, 1999, 2000, N - 1};
     for (size_t k = 0; k < sizeof probe / sizeof probe[0]; k++) {
@@ -712,7 +733,7 @@ static void test_push_bulk(void) {
         make_job("DownloadWorker", "{\"user_guid\":\"c\"}", NULL),
         make_job("DownloadWorker", "{\"user_guid\":\"d\"}", &later),
     };
-    ASSERT_EQ_INT(wh_redis_client_push_bulk(c, mixed, 6, &err), 0);
+    ASSERT_EQ_INT(push_jobs(c, mixed, 6, &err), 0);
     ASSERT_EQ_INT(cmd_int(r, "LLEN %s", "queue:default"), 2);
     ASSERT_EQ_INT(cmd_int(r, "LLEN %s", "queue:media"), 1);
     ASSERT_EQ_INT(cmd_int(r, "LLEN %s", "queue:media2"), 1);
@@ -725,7 +746,7 @@ static void test_push_bulk(void) {
     redisReply *z = cmd(r, "ZRANGE schedule 0 -1");
     for (size_t i = 0; z && i < z->elements; i++) ASSERT(strstr(z->element[i]->str, "enqueued_at") == NULL);
     if (z) freeReplyObject(z);
-    ASSERT_EQ_INT(wh_redis_client_push_bulk(c, mixed, 0, &err), 0); /* nothing */
+    ASSERT_EQ_INT(push_jobs(c, mixed, 0, &err), 0); /* nothing */
     for (int i = 0; i < 6; i++) wh_job_free(mixed[i]);
 
     for (int i = 0; i < N; i++) wh_job_free(jobs[i]);
@@ -742,14 +763,14 @@ static void test_push_errors(void) {
     ASSERT(c != NULL);
     wh_err err = WH_ERR_INIT;
     wh_job *j = make_job("DownloadWorker", "{\"user_guid\":\"w\"}", NULL);
-    ASSERT_EQ_INT(wh_redis_client_push(c, j, &err), WH_EUNAVAIL);
+    ASSERT_EQ_INT(push_job(c, j, &err), WH_EUNAVAIL);
     ASSERT_CONTAINS(err.msg, "redis refused: WRONGTYPE");
     wh_job *two[2] = {j, j};
-    ASSERT_EQ_INT(wh_redis_client_push_bulk(c, two, 2, &err), WH_EUNAVAIL);
+    ASSERT_EQ_INT(push_jobs(c, two, 2, &err), WH_EUNAVAIL);
     ASSERT_CONTAINS(err.msg, "bulk push of 2 jobs failed (some may have been stored): ");
     /* the connection stays usable after an error reply */
     freeReplyObject(cmd(r, "DEL queue:default"));
-    ASSERT_EQ_INT(wh_redis_client_push(c, j, &err), 0);
+    ASSERT_EQ_INT(push_job(c, j, &err), 0);
     ASSERT_EQ_INT(cmd_int(r, "LLEN %s", "queue:default"), 1);
     wh_job_free(j);
     wh_redis_client_free(c);
@@ -793,8 +814,8 @@ static void test_stats(void) {
     later.in = 60;
     wh_job *j = make_job("DownloadWorker", "{\"user_guid\":\"s\"}", NULL);
     wh_job *s = make_job("DownloadWorker", "{\"user_guid\":\"t\"}", &later);
-    ASSERT_EQ_INT(wh_redis_client_push(c, j, &err), 0);
-    ASSERT_EQ_INT(wh_redis_client_push(c, s, &err), 0);
+    ASSERT_EQ_INT(push_job(c, j, &err), 0);
+    ASSERT_EQ_INT(push_job(c, s, &err), 0);
     wh_job_free(j);
     wh_job_free(s);
 
@@ -874,7 +895,7 @@ static void test_unix_socket(void) {
     wh_err err = WH_ERR_INIT;
     int rc = connect_s(uri, NULL, 2, &c, &err);
     wh_job *j = make_job("DownloadWorker", "{\"user_guid\":\"sock\"}", NULL);
-    int prc = rc == 0 ? wh_redis_client_push(c, j, &err) : rc;
+    int prc = rc == 0 ? push_job(c, j, &err) : rc;
     redisContext *r = raw(&u, NULL, 2);
     long long n = r ? cmd_int(r, "LLEN %s", "queue:default") : -1;
     if (r) redisFree(r);

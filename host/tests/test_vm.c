@@ -58,7 +58,7 @@ static void app_free(app *a) {
 }
 
 static wh_vm *vm_new(app *a, size_t memory_limit, wh_err *err) {
-    wh_vm_options o = {memory_limit, NULL, NULL, NULL, 0, false};
+    wh_vm_options o = {memory_limit, NULL, NULL, NULL, 0, false, NULL};
     wh_err_clear(err);
     return wh_vm_new(&o, a->src, a->n, err);
 }
@@ -751,7 +751,7 @@ static wh_vm *nest_vm(wh_err *err) {
         "  assert(ok == false and err:find('timed out after 0.2 seconds', 1, true), 'child: ' .. tostring(err))\n"
         "  if args.mode == 'fail' then error('a failure of its own', 0) end\n"
         "end }\n");
-    wh_vm_options o = {0, NULL, &nest_host, NULL, 0, false};
+    wh_vm_options o = {0, NULL, &nest_host, NULL, 0, false, NULL};
     wh_err_clear(err);
     wh_vm *vm = wh_vm_new(&o, a.src, a.n, err);
     app_free(&a);

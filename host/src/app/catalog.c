@@ -1,5 +1,6 @@
 /* catalog.c -- see catalog.h. */
 #include "app/catalog.h"
+#include "app/connect.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -202,7 +203,9 @@ static void free_catalog(wh_catalog *c) {
 }
 
 static wh_vm *new_vm(const wh_catalog *c, const wh_config *cfg, const wh_lhost *host, bool check, wh_err *err) {
-    wh_vm_options o = {cfg->memory_limit, (const char *const *)cfg->lua_path, host, c->modules, c->nmodules, check};
+    static const luaL_Reg preload[] = {{"workerhost.connect", wh_connect_open}, {NULL, NULL}};
+    wh_vm_options o = {cfg->memory_limit, (const char *const *)cfg->lua_path, host, c->modules, c->nmodules, check,
+                       preload};
     return wh_vm_new(&o, c->sources, c->nsources, err);
 }
 

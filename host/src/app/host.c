@@ -163,6 +163,18 @@ static int run_now(wh_host *h, wh_vm *vm, wh_job *job, wh_err *err) {
  * schema of the calling VM's own generation (borrowed from that VM, which
  * outlives the call), so a reload running meanwhile cannot pull the schema
  * away; the job's queue and retry come from the current generation. */
+/* Pushes n jobs (borrowed) through the pool, each written as it goes to
+ * Redis now (wh_job_redis_items). Errors as wh_redis_pool_push. */
+static int pool_push_jobs(wh_host *h, wh_job *const *jobs, size_t n, wh_err *err) {
+    wh_buf text = WH_BUF_INIT;
+    wh_redis_item *items = wh_xcalloc(n ? n : 1, sizeof *items);
+    int rc = wh_job_redis_items(jobs, n, wh_clock_wall(), &text, items, err);
+    if (rc == 0) rc = wh_redis_pool_push(h->pusher, items, n, err);
+    wh_free(items);
+    wh_buf_free(&text);
+    return rc;
+}
+
 static const wh_schema *lhost_find(void *ud, lua_State *L, const char *name) {
     (void)ud;
     wh_lworker_info info;
@@ -201,7 +213,7 @@ static int lhost_enqueue_bulk(void *ud, lua_State *L, const char *name, wh_json_
         memcpy(jids[i], jobs[i]->jid, WH_JID_SIZE);
     }
     wh_catalog_release(cat);
-    int rc = wh_redis_pool_push(h->pusher, jobs, n, err);
+    int rc = pool_push_jobs(h, jobs, n, err);
     for (size_t i = 0; i < n; i++) wh_job_free(jobs[i]);
     wh_free(jobs);
     return rc;
@@ -227,7 +239,7 @@ static int lhost_enqueue(void *ud, lua_State *L, const char *name, wh_json_doc *
         return 1;
     }
     if (h->cfg->mode == WH_MODE_BACKGROUND_QUEUE) {
-        int rc = wh_redis_pool_push(h->pusher, &job, 1, err);
+        int rc = pool_push_jobs(h, &job, 1, err);
         if (rc == 0) lua_pushstring(L, job->jid);
         wh_job_free(job);
         return rc ? rc : 1;
@@ -303,7 +315,7 @@ int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, s
         wh_catalog_release(cat);
         return wh_async_push(h->async, job, err); /* takes the job */
     case WH_MODE_BACKGROUND_QUEUE:
-        rc = wh_redis_pool_push(h->pusher, &job, 1, err);
+        rc = pool_push_jobs(h, &job, 1, err);
         break;
     default:
         rc = wh_err_set(err, WH_EUNAVAIL, "workers.mode %s is not available in this build",
@@ -345,7 +357,7 @@ int wh_host_enqueue_bulk(wh_host *h, const char *class_name, const char *const *
     if (rc == 0) {
         switch (h->cfg->mode) {
         case WH_MODE_BACKGROUND_QUEUE:
-            rc = wh_redis_pool_push(h->pusher, jobs, n, err);
+            rc = pool_push_jobs(h, jobs, n, err);
             break;
         case WH_MODE_BACKGROUND_ASYNC:
             /* pushed in order; the queue takes each one (and frees it) */

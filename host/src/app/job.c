@@ -205,3 +205,18 @@ int wh_job_rewrite(const wh_json *payload, const wh_json_member *set, size_t nse
     wh_buf_putc(out, '}');
     return 0;
 }
+
+int wh_job_redis_items(wh_job *const *jobs, size_t n, double now, wh_buf *text, wh_redis_item *items, wh_err *err) {
+    size_t *off = wh_xcalloc(n ? n : 1, sizeof *off);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        bool scheduled = jobs[i]->run_at > now;
+        off[i] = text->len;
+        rc = wh_job_write_opts(jobs[i], text, !scheduled, err);
+        items[i] = (wh_redis_item){.queue = jobs[i]->queue, .len = text->len - off[i], .at = scheduled ? jobs[i]->run_at : 0};
+    }
+    /* text may have moved while growing: point into it only now */
+    for (size_t i = 0; i < n && rc == 0; i++) items[i].payload = text->data + off[i];
+    wh_free(off);
+    return rc;
+}

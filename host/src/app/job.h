@@ -14,6 +14,7 @@
 #include "core/err.h"
 #include "json/json.h"
 #include "lua/lworker.h"
+#include "redis/client.h"
 #include "workerhost.h"
 
 /* The struct, its strings and the payload tree all live in one arena (the
@@ -85,6 +86,15 @@ int wh_job_write(const wh_job *job, wh_buf *out, wh_err *err);
 /* The same, without enqueued_at when with_enqueued_at is false (members of
  * the schedule set carry none, as Sidekiq writes them). */
 int wh_job_write_opts(const wh_job *job, wh_buf *out, bool with_enqueued_at, wh_err *err);
+
+/* Writes each job's payload as it is pushed to Redis at time `now` into text
+ * (appended, back to back) and fills items[0..n): a job whose run_at is later
+ * than now is scheduled (at = run_at, the payload without enqueued_at, as
+ * Sidekiq's schedule members), any other is pushed at once (at = 0, the
+ * payload with it). The items borrow each job's queue and text's bytes, until
+ * either changes. Returns 0 or wh_job_write_opts's error; then no item is
+ * usable. */
+int wh_job_redis_items(wh_job *const *jobs, size_t n, double now, wh_buf *text, wh_redis_item *items, wh_err *err);
 
 /* Writes payload (a parsed object) with the members in `set` replaced or
  * added: every other member is written exactly as it was read (numbers keep

@@ -1,4 +1,6 @@
-/* cli.h -- shared pieces of the workerhost command's subcommands. */
+/* cli.h -- shared pieces of the workerhost command's subcommands: the
+ * helpers of cli.c, and the entry point of each subcommand (in its own
+ * file). */
 #ifndef WH_CLI_H
 #define WH_CLI_H
 
@@ -14,10 +16,18 @@ typedef struct wh_cli {
     int nwords;
 } wh_cli;
 
-/* Exit status for a WH_E* code (see main.c). */
+/* The command's exit statuses (main.c's usage text lists them). */
+enum { EXIT_JOB = 1, EXIT_USAGE = 2, EXIT_ARGS = 3, EXIT_CLASS = 4, EXIT_UNAVAIL = 5 };
+
+/* Exit status for a WH_E* code. */
 int wh_cli_exit_status(int rc);
-/* Prints "workerhost CMD: <message>" and a hint; returns 2. */
-int wh_cli_usage_error(const char *cmd, const char *fmt, const char *arg);
+/* Prints "workerhost CMD: <message>" (cmd may be NULL: "workerhost: ...";
+ * the message is printf's fmt, ...) and a hint; returns 2. */
+int wh_cli_usage_error(const char *cmd, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 /* Creates the host from the global options (mode forced if not NULL);
  * prints the error and returns 2 on failure. On success it has called
  * wh_cli_config_loaded. */
@@ -41,13 +51,13 @@ void wh_cli_block_signals(void);
  * reloads the worker scripts. */
 int wh_cli_run_host(wh_host *h);
 
-/* reload.c: the running host's files under <root>/tmp. */
-/* Writes <root>/tmp/workerhost.pid (creating tmp/); returns its owned path
- * for wh_cli_pidfile_remove, or NULL (logged) when it cannot be written. */
-char *wh_cli_pidfile_write(const wh_config *cfg);
-/* Removes the pid file if it still holds this process's pid; frees path
- * (NULL accepted). */
-void wh_cli_pidfile_remove(char *path);
+/* The owned path "<root>/tmp/<name>". */
+char *wh_cli_tmp_path(const char *root, const char *name);
+/* Writes text to path through a temp file and a rename (readers never see
+ * half a file). 0, or -1 with errno set. */
+int wh_cli_write_atomic(const char *path, const char *text);
+
+/* reload.c: the reload status file under <root>/tmp (the pid file: cli/pidfile.h). */
 /* Records the outcome of reload attempt number `attempt` (rc and, on
  * failure, its message) in <root>/tmp/workerhost.reload. Callers serialize. */
 void wh_cli_reload_status(const wh_config *cfg, unsigned attempt, wh_host *h, int rc, const char *message);

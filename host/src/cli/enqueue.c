@@ -79,7 +79,7 @@ int wh_cli_enqueue(const wh_cli *cli) {
         if (strcmp(w, "--unchecked") == 0) {
             unchecked = true;
         } else if (strcmp(w, "--bulk") == 0) {
-            if (val == NULL) return wh_cli_usage_error("enqueue", "--bulk needs a FILE (- for stdin)%s", "");
+            if (val == NULL) return wh_cli_usage_error("enqueue", "--bulk needs a FILE (- for stdin)");
             bulk = val;
             i++;
         } else if (strcmp(w, "--wait") == 0) {
@@ -91,7 +91,7 @@ int wh_cli_enqueue(const wh_cli *cli) {
             if (val == NULL) return wh_cli_usage_error("enqueue", "%s needs a value", w);
             i++;
             if (strcmp(w, "--queue") == 0) {
-                if (*val == '\0') return wh_cli_usage_error("enqueue", "--queue must not be empty%s", "");
+                if (*val == '\0') return wh_cli_usage_error("enqueue", "--queue must not be empty");
                 o.queue = val;
             } else if (strcmp(w, "--in") == 0) {
                 if (parse_seconds(val, &o.in)) return wh_cli_usage_error("enqueue", "--in needs seconds >= 0, not %s", val);
@@ -117,8 +117,8 @@ int wh_cli_enqueue(const wh_cli *cli) {
             return wh_cli_usage_error("enqueue", "unexpected argument %s", w);
         }
     }
-    if (cls == NULL) return wh_cli_usage_error("enqueue", "missing CLASS%s", "");
-    if (o.in > 0 && o.at > 0) return wh_cli_usage_error("enqueue", "give either --in or --at, not both%s", "");
+    if (cls == NULL) return wh_cli_usage_error("enqueue", "missing CLASS");
+    if (o.in > 0 && o.at > 0) return wh_cli_usage_error("enqueue", "give either --in or --at, not both");
     if (bulk && args) return wh_cli_usage_error("enqueue", "--bulk FILE replaces ARGS_JSON (got %s)", args);
     const char *args_given = args;
     if (args == NULL) args = "{}";

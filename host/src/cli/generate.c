@@ -65,8 +65,8 @@ static int write_new(const char *path, const char *text) {
 int wh_cli_generate(const wh_cli *cli) {
     if (cli->help) { fputs(help, stdout); return 0; }
     if (cli->nwords < 2 || strcmp(cli->words[1], "worker") != 0)
-        return wh_cli_usage_error("generate", "expected: generate worker NAME%s", "");
-    if (cli->nwords != 3) return wh_cli_usage_error("generate", "expected: generate worker NAME%s", "");
+        return wh_cli_usage_error("generate", "expected: generate worker NAME");
+    if (cli->nwords != 3) return wh_cli_usage_error("generate", "expected: generate worker NAME");
     const char *name = cli->words[2];
     for (const char *p = name; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '_')

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -28,19 +27,6 @@
 #include "core/log.h"
 #include "core/mem.h"
 #include "lua/lworker.h"
-
-enum { EXIT_JOB = 1, EXIT_USAGE = 2, EXIT_ARGS = 3, EXIT_CLASS = 4, EXIT_UNAVAIL = 5 };
-
-int wh_cli_exit_status(int rc) {
-    switch (rc) {
-    case WH_OK: return 0;
-    case WH_EJOB: case WH_ETIMEOUT: case WH_ENOMEM: return EXIT_JOB;
-    case WH_EARGS: case WH_EJSON: return EXIT_ARGS;
-    case WH_ENOCLASS: return EXIT_CLASS;
-    case WH_EUNAVAIL: case WH_EFULL: return EXIT_UNAVAIL;
-    default: return EXIT_USAGE;
-    }
-}
 
 static const char *const usage_text =
     "usage: workerhost [--root DIR] [--env NAME] [--config FILE] COMMAND [ARGS]\n"
@@ -63,13 +49,6 @@ static const char *const usage_text =
     "\n"
     "exit status: 0 success, 1 the job failed, 2 usage, configuration or script error,\n"
     "3 arguments refused, 4 unknown class, 5 backend unavailable or queue full\n";
-
-int wh_cli_usage_error(const char *cmd, const char *fmt, const char *arg) {
-    fprintf(stderr, "workerhost%s%s: ", cmd ? " " : "", cmd ? cmd : "");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(see workerhost %s--help)\n", cmd ? "COMMAND " : "");
-    return EXIT_USAGE;
-}
 
 /* Splits argv into global options and the rest (command and its words). */
 static int parse_globals(int argc, char **argv, wh_cli *cli) {
@@ -108,31 +87,6 @@ static int parse_globals(int argc, char **argv, wh_cli *cli) {
         return wh_cli_usage_error(NULL, "--log-level must be debug, info, warn or error, not %s", cli->log_level);
     if (cli->log_format && wh_log_parse_format(cli->log_format, &fmt) != 0)
         return wh_cli_usage_error(NULL, "--log-format must be text or json, not %s", cli->log_format);
-    wh_log_setup(lvl, fmt);
-    return 0;
-}
-
-void wh_cli_config_loaded(const wh_config *cfg) {
-    for (size_t i = 0; cfg->secret_env && cfg->secret_env[i]; i++) unsetenv(cfg->secret_env[i]);
-    if (!cfg->allow_core_dumps && prctl(PR_SET_DUMPABLE, 0L, 0L, 0L, 0L) != 0)
-        wh_log(WH_LOG_WARN, NULL, NULL, "cannot make the process non-dumpable: %s", strerror(errno));
-}
-
-int wh_cli_open_host(const wh_cli *cli, const wh_mode *mode, wh_host **out) {
-    wh_host_options o = {cli->root, cli->env, cli->config};
-    wh_err err = WH_ERR_INIT;
-    int rc = wh_host_new_mode(out, &o, mode, &err);
-    if (rc) {
-        fprintf(stderr, "workerhost: %s\n", err.msg);
-        return EXIT_USAGE;
-    }
-    wh_cli_config_loaded(wh_host_config(*out));
-    /* the config's logger settings, unless given on the command line */
-    const wh_config *cfg = wh_host_config(*out);
-    wh_log_level lvl = cfg->log_level;
-    wh_log_format fmt = cfg->log_format;
-    if (cli->log_level) wh_log_parse_level(cli->log_level, &lvl);
-    if (cli->log_format) wh_log_parse_format(cli->log_format, &fmt);
     wh_log_setup(lvl, fmt);
     return 0;
 }

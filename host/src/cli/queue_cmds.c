@@ -152,11 +152,11 @@ static int enqueue(const wh_cli *cli, wh_host *h, const char *cls, const char *a
     if (cfg->mode != WH_MODE_BACKGROUND_QUEUE)
         return wh_cli_usage_error("enqueue", "pushing to Redis needs workers.mode BackgroundQueue (this "
                                              "configuration says %s)", wh_mode_name(cfg->mode));
-    if (o && o->queue && o->queue[0] == '\0') return wh_cli_usage_error("enqueue", "--queue must not be empty%s", "");
-    if (o && o->in > 0 && o->at > 0) return wh_cli_usage_error("enqueue", "give either --in or --at, not both%s", "");
-    if (cls == NULL || cls[0] == '\0') return wh_cli_usage_error("enqueue", "missing CLASS%s", "");
+    if (o && o->queue && o->queue[0] == '\0') return wh_cli_usage_error("enqueue", "--queue must not be empty");
+    if (o && o->in > 0 && o->at > 0) return wh_cli_usage_error("enqueue", "give either --in or --at, not both");
+    if (cls == NULL || cls[0] == '\0') return wh_cli_usage_error("enqueue", "missing CLASS");
     if ((flags & BULK) && (arg == NULL || arg[0] == '\0'))
-        return wh_cli_usage_error("enqueue", "--bulk needs a FILE (- for stdin)%s", "");
+        return wh_cli_usage_error("enqueue", "--bulk needs a FILE (- for stdin)");
     const wh_worker_def *def = wh_catalog_find(wh_host_catalog(h), cls);
     if (flags & UNCHECKED) {
         if (def) {
@@ -224,8 +224,13 @@ static int enqueue(const wh_cli *cli, wh_host *h, const char *cls, const char *a
 
     wh_redis_client *c = NULL;
     if (rc == 0 && n > 0) rc = wh_cli_redis_connect(cfg, &c, &err);
-    if (rc == 0 && n > 0) rc = n == 1 && !(flags & BULK) ? wh_redis_client_push(c, jobs[0], &err)
-                                                         : wh_redis_client_push_bulk(c, jobs, n, &err);
+    wh_buf text = WH_BUF_INIT;
+    wh_redis_item *items = wh_xcalloc(n ? n : 1, sizeof *items);
+    if (rc == 0 && n > 0) rc = wh_job_redis_items(jobs, n, wh_clock_wall(), &text, items, &err);
+    if (rc == 0 && n > 0) rc = n == 1 && !(flags & BULK) ? wh_redis_client_push(c, &items[0], &err)
+                                                         : wh_redis_client_push_bulk(c, items, n, &err);
+    wh_free(items);
+    wh_buf_free(&text);
     if (rc == 0) {
         for (size_t i = 0; i < n; i++) printf("%s\n", jobs[i]->jid);
         if (n == 0) fprintf(stderr, "workerhost: %s holds no jobs; nothing pushed\n", strcmp(arg, "-") ? arg : "stdin");

@@ -1,8 +1,7 @@
-/* reload.c -- the running host's files under <root>/tmp, and `workerhost
+/* reload.c -- the reload status file under <root>/tmp, and `workerhost
  * reload`.
  *
- *   tmp/workerhost.pid     the pid of `workerhost run` (written at start,
- *                          removed at exit if it is still ours)
+ *   tmp/workerhost.pid     the pid of `workerhost run` (cli/pidfile.h)
  *   tmp/workerhost.reload  the last reload attempt, whatever triggered it:
  *                            attempt N        (counts attempts since start)
  *                            generation G     (the code new jobs run on)
@@ -28,6 +27,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/pidfile.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
@@ -36,67 +36,8 @@
 #include "redis/server.h"
 #include "cli/queue_cmds.h"
 
-static char *tmp_path(const char *root, const char *name) {
-    wh_buf b = WH_BUF_INIT;
-    wh_buf_printf(&b, "%s/tmp/%s", root, name);
-    return wh_buf_steal(&b);
-}
-
-/* Writes text to path through a temp file and a rename (readers never see
- * half a file). */
-static int write_atomic(const char *path, const char *text) {
-    wh_buf t = WH_BUF_INIT;
-    wh_buf_printf(&t, "%s.%d.tmp", path, (int)getpid());
-    FILE *f = fopen(wh_buf_cstr(&t), "w");
-    int rc = -1;
-    if (f) {
-        bool ok = fputs(text, f) >= 0;
-        ok = fclose(f) == 0 && ok;
-        rc = ok && rename(wh_buf_cstr(&t), path) == 0 ? 0 : -1;
-        if (rc) unlink(wh_buf_cstr(&t));
-    }
-    wh_buf_free(&t);
-    return rc;
-}
-
-static long read_pid(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (f == NULL) return -1;
-    long pid = -1;
-    if (fscanf(f, "%ld", &pid) != 1) pid = -1;
-    fclose(f);
-    return pid;
-}
-
-char *wh_cli_pidfile_write(const wh_config *cfg) {
-    wh_buf d = WH_BUF_INIT;
-    wh_buf_printf(&d, "%s/tmp", cfg->root);
-    mkdir(wh_buf_cstr(&d), 0755);
-    wh_buf_free(&d);
-    char *path = tmp_path(cfg->root, "workerhost.pid");
-    long other = read_pid(path);
-    if (other > 0 && other != (long)getpid() && kill((pid_t)other, 0) == 0)
-        wh_log(WH_LOG_WARN, NULL, NULL, "%s names pid %ld, which is alive; overwriting it (another workerhost "
-               "in this app root is no longer reachable by `workerhost reload`)", path, other);
-    char text[32];
-    snprintf(text, sizeof text, "%ld\n", (long)getpid());
-    if (write_atomic(path, text) != 0) {
-        wh_log(WH_LOG_WARN, NULL, NULL, "cannot write %s: %s (`workerhost reload` will not find this host)", path,
-               strerror(errno));
-        wh_free(path);
-        return NULL;
-    }
-    return path;
-}
-
-void wh_cli_pidfile_remove(char *path) {
-    if (path == NULL) return;
-    if (read_pid(path) == (long)getpid()) unlink(path);
-    wh_free(path);
-}
-
 void wh_cli_reload_status(const wh_config *cfg, unsigned attempt, wh_host *h, int rc, const char *message) {
-    char *path = tmp_path(cfg->root, "workerhost.reload");
+    char *path = wh_cli_tmp_path(cfg->root, "workerhost.reload");
     wh_buf b = WH_BUF_INIT;
     wh_buf_printf(&b, "attempt %u\ngeneration %u\nreloaded_at %.3f\nstatus %s\n", attempt, wh_host_generation(h),
                   wh_host_reloaded_at(h), rc == 0 ? "ok" : "error");
@@ -105,7 +46,7 @@ void wh_cli_reload_status(const wh_config *cfg, unsigned attempt, wh_host *h, in
         for (const char *p = message; *p; p++) wh_buf_putc(&b, *p == '\n' ? ' ' : *p);
         wh_buf_putc(&b, '\n');
     }
-    if (write_atomic(path, wh_buf_cstr(&b)) != 0)
+    if (wh_cli_write_atomic(path, wh_buf_cstr(&b)) != 0)
         wh_log(WH_LOG_WARN, NULL, NULL, "cannot write %s: %s", path, strerror(errno));
     wh_buf_free(&b);
     wh_free(path);
@@ -191,9 +132,9 @@ static void print_status(const status *s) {
 }
 
 bool wh_cli_local_host(const char *root, long *pid, unsigned *generation, double *reloaded_at) {
-    char *pidpath = tmp_path(root, "workerhost.pid");
-    char *statpath = tmp_path(root, "workerhost.reload");
-    long p = read_pid(pidpath);
+    char *pidpath = wh_cli_tmp_path(root, "workerhost.pid");
+    char *statpath = wh_cli_tmp_path(root, "workerhost.reload");
+    long p = wh_pidfile_read(pidpath);
     bool alive = p > 0 && kill((pid_t)p, 0) == 0 && is_workerhost(p);
     status st;
     if (alive) {
@@ -259,10 +200,10 @@ int wh_cli_reload(const wh_cli *cli) {
     if (wh_config_load(&cfg, &src, &cerr) != 0) cfg = wh_config_defaults(cli->root, cli->env); /* local only */
     wh_cli_config_loaded(cfg);
     bool fleet = !local_only && !status_only && cfg->mode == WH_MODE_BACKGROUND_QUEUE;
-    char *pidpath = tmp_path(cfg->root, "workerhost.pid");
-    char *statpath = tmp_path(cfg->root, "workerhost.reload");
+    char *pidpath = wh_cli_tmp_path(cfg->root, "workerhost.pid");
+    char *statpath = wh_cli_tmp_path(cfg->root, "workerhost.reload");
     int rc = 0;
-    long pid = read_pid(pidpath);
+    long pid = wh_pidfile_read(pidpath);
     status before, after;
     if (pid <= 0) {
         if (!fleet)

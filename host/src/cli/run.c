@@ -21,6 +21,7 @@
 #include "app/host.h"
 #include "app/watch.h"
 #include "cli/cli.h"
+#include "cli/pidfile.h"
 #include "core/log.h"
 
 typedef struct stopper {
@@ -88,7 +89,7 @@ int wh_cli_run_host(wh_host *h) {
     }
     wh_log(WH_LOG_INFO, NULL, NULL, "workerhost %s running: %s mode, %d thread%s, pid %d", WORKERHOST_VERSION,
            wh_mode_name(cfg->mode), cfg->concurrency, cfg->concurrency == 1 ? "" : "s", (int)getpid());
-    char *pidfile = wh_cli_pidfile_write(cfg);
+    char *pidfile = wh_pidfile_write(cfg);
     reloader rl = {.h = h, .attempts = 0};
     pthread_mutex_init(&rl.lock, NULL);
     wh_cli_reload_status(cfg, 0, h, 0, NULL);
@@ -128,13 +129,13 @@ int wh_cli_run_host(wh_host *h) {
             wh_async_get_stats(wh_host_async(h), &s);
             wh_log(WH_LOG_WARN, NULL, NULL, "second SIGINT: stopping at once; %zu job%s held in memory abandoned, "
                    "%zu running", s.queued + s.scheduled, s.queued + s.scheduled == 1 ? "" : "s", s.running);
-            wh_cli_pidfile_remove(pidfile);
+            wh_pidfile_remove(pidfile);
             _exit(130);
         }
     }
     pthread_join(t, NULL);
     wh_watch_stop(watch);
     pthread_mutex_destroy(&rl.lock);
-    wh_cli_pidfile_remove(pidfile);
+    wh_pidfile_remove(pidfile);
     return 0;
 }

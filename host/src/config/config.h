@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "core/err.h"
+#include "core/log.h"
 
 typedef enum wh_mode {
     WH_MODE_BACKGROUND_ASYNC = 0, /* the default */
@@ -23,8 +24,6 @@ typedef enum wh_mode {
     WH_MODE_FOREGROUND_BLOCKING,
 } wh_mode;
 
-typedef enum wh_log_format { WH_LOG_TEXT = 0, WH_LOG_JSON } wh_log_format;
-typedef enum wh_log_level { WH_LOG_DEBUG = 0, WH_LOG_INFO, WH_LOG_WARN, WH_LOG_ERROR } wh_log_level;
 
 typedef struct wh_queue_weight {
     char *name; /* owned by the config */

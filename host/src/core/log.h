@@ -7,7 +7,9 @@
 
 #include <stdarg.h>
 
-#include "config/config.h"
+/* logger.level and logger.format; config/config.h stores them. */
+typedef enum wh_log_format { WH_LOG_TEXT = 0, WH_LOG_JSON } wh_log_format;
+typedef enum wh_log_level { WH_LOG_DEBUG = 0, WH_LOG_INFO, WH_LOG_WARN, WH_LOG_ERROR } wh_log_level;
 
 void wh_log_setup(wh_log_level level, wh_log_format format);
 wh_log_level wh_log_get_level(void);

@@ -13,7 +13,6 @@
 #include "core/dir.h"
 #include "core/mem.h"
 #include "lua/lcall.h"
-#include "lua/lclient.h"
 #include "lua/lconvert.h"
 #include "lua/lschema.h"
 #include "lua/lworker.h"
@@ -314,7 +313,6 @@ static const luaL_Reg core_funcs[] = {
     {"worker", wh_lworker_define},
     {"enqueue", l_enqueue},
     {"enqueue_bulk", l_enqueue_bulk},
-    {"connect", wh_lclient_connect},
     {"_register_type_mt", l_register_type_mt},
     {"_set_test_app", l_set_test_app},
     {"_list_scripts", l_list_scripts},
@@ -337,10 +335,23 @@ static void run_embedded(lua_State *L, const char *src, size_t len, const char *
     lua_call(L, 1, 1);
 }
 
+/* Sets module.connect (the module table on top) to the workerhost.connect
+ * module, when this state preloads one (app/connect.h: the host's VMs and
+ * workerhost.so do). The Lua layer cannot include app/, so the connect
+ * module comes in through package.preload. [-0,+0,e] */
+static void set_connect(lua_State *L) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_CFunction open = lua_getfield(L, -1, "workerhost.connect") == LUA_TFUNCTION ? lua_tocfunction(L, -1) : NULL;
+    lua_pop(L, 2);
+    if (open == NULL) return;
+    luaL_requiref(L, "workerhost.connect", open, 0);
+    lua_setfield(L, -2, "connect");
+}
+
 int wh_lmodule_open(lua_State *L) {
     wh_lworker_init(L);
-    wh_lclient_init(L);
     luaL_newlib(L, core_funcs);
+    set_connect(L);
     luaL_newlib(L, log_funcs);
     lua_setfield(L, -2, "log");
     lua_pushlightuserdata(L, NULL);

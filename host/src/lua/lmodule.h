@@ -37,7 +37,9 @@ typedef struct wh_lhost {
 } wh_lhost;
 
 /* Opens the module: pushes the module table (cached in package.loaded).
- * lua_CFunction, [-0,+1,m]. */
+ * Its `connect` is the "workerhost.connect" module (app/connect.h), opened
+ * here when package.preload holds it, absent otherwise. lua_CFunction,
+ * [-0,+1,m]. */
 int wh_lmodule_open(lua_State *L);
 
 /* Installs both modules in package.preload ("workerhost",

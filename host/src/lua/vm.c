@@ -406,6 +406,14 @@ static int setup(lua_State *L) {
     const setup_ctx *c = lua_touserdata(L, 1);
     luaL_openlibs(L);
     wh_lmodule_preload(L);
+    if (c->opts->preload) {
+        luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+        for (const luaL_Reg *r = c->opts->preload; r->name; r++) {
+            lua_pushcfunction(L, r->func);
+            lua_setfield(L, -2, r->name);
+        }
+        lua_pop(L, 1);
+    }
     wh_lmodule_set_host(L, c->opts->host);
     lua_getglobal(L, "os");
     lua_pushcfunction(L, guarded_exit);

@@ -11,6 +11,7 @@
 #ifndef WH_VM_H
 #define WH_VM_H
 
+#include <lauxlib.h>
 #include <lua.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,6 +47,11 @@ typedef struct wh_vm_options {
      * error in a module no script requires yet is an error now (the
      * catalog's scratch VM); WH_ESCRIPT naming file and line. */
     bool check_modules;
+    /* More modules for package.preload, put there before any source runs:
+     * {name, opener} pairs ending with {NULL, NULL} (luaL_Reg); may be
+     * NULL. The host preloads "workerhost.connect" (app/connect.h) this
+     * way, which the workerhost module then sets as wh.connect. */
+    const luaL_Reg *preload;
 } wh_vm_options;
 
 /* Creates a VM and loads the sources (in order). Every source must return a

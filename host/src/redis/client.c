@@ -312,38 +312,31 @@ void wh_redis_client_free(wh_redis_client *c) {
 
 static void score_text(double at, char out[64]) { snprintf(out, 64, "%.6f", at); }
 
-int wh_redis_client_push(wh_redis_client *c, const wh_job *job, wh_err *err) {
-    double now = wh_clock_wall();
-    bool scheduled = job->run_at > now;
-    wh_buf payload = WH_BUF_INIT, key = WH_BUF_INIT;
-    int rc = wh_job_write_opts(job, &payload, !scheduled, err);
-    if (rc == 0) rc = ensure_connected(c, err);
-    if (rc) {
-        wh_buf_free(&payload);
-        return rc;
-    }
+int wh_redis_client_push(wh_redis_client *c, const wh_redis_item *item, wh_err *err) {
+    wh_buf key = WH_BUF_INIT;
+    int rc = ensure_connected(c, err);
+    if (rc) return rc;
     size_t n;
-    if (scheduled) {
+    if (item->at > 0) {
         char score[64];
-        score_text(job->run_at, score);
+        score_text(item->at, score);
         wh_redis_client_key(c, &key, "%s", WH_KEY_SCHEDULE);
-        const char *argv[4] = {"ZADD", key.data, score, payload.data};
-        size_t lens[4] = {4, key.len, strlen(score), payload.len};
+        const char *argv[4] = {"ZADD", key.data, score, item->payload};
+        size_t lens[4] = {4, key.len, strlen(score), item->len};
         append(c, 4, argv, lens);
         n = 1;
     } else {
         wh_redis_client_key(c, &key, "%s", WH_KEY_QUEUES);
-        const char *sadd[3] = {"SADD", key.data, job->queue};
-        size_t saddl[3] = {4, key.len, strlen(job->queue)};
+        const char *sadd[3] = {"SADD", key.data, item->queue};
+        size_t saddl[3] = {4, key.len, strlen(item->queue)};
         append(c, 3, sadd, saddl);
-        wh_redis_client_key(c, &key, "%s%s", WH_KEY_QUEUE_PREFIX, job->queue);
-        const char *lpush[3] = {"LPUSH", key.data, payload.data};
-        size_t lpushl[3] = {5, key.len, payload.len};
+        wh_redis_client_key(c, &key, "%s%s", WH_KEY_QUEUE_PREFIX, item->queue);
+        const char *lpush[3] = {"LPUSH", key.data, item->payload};
+        size_t lpushl[3] = {5, key.len, item->len};
         append(c, 3, lpush, lpushl);
         n = 2;
     }
     wh_buf_free(&key);
-    wh_buf_free(&payload);
     return read_replies(c, n, NULL, "cannot push to", err);
 }
 
@@ -351,23 +344,19 @@ typedef struct span {
     size_t off, len;
 } span;
 
-int wh_redis_client_push_bulk(wh_redis_client *c, wh_job *const *jobs, size_t n, wh_err *err) {
+int wh_redis_client_push_bulk(wh_redis_client *c, const wh_redis_item *items, size_t n, wh_err *err) {
     if (n == 0) return 0;
-    double now = wh_clock_wall();
-    wh_buf text = WH_BUF_INIT; /* every payload, then every score, back to back */
-    span *pl = wh_xcalloc(n, sizeof *pl), *sc = wh_xcalloc(n, sizeof *sc);
+    wh_buf text = WH_BUF_INIT; /* every score, back to back */
+    span *sc = wh_xcalloc(n, sizeof *sc);
     bool *sched = wh_xcalloc(n, sizeof *sched);
     const char **queues = wh_xcalloc(n, sizeof *queues); /* distinct, in first-seen order */
     size_t nq = 0, nsched = 0;
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        sched[i] = jobs[i]->run_at > now;
-        pl[i].off = text.len;
-        rc = wh_job_write_opts(jobs[i], &text, !sched[i], err);
-        pl[i].len = text.len - pl[i].off;
+    for (size_t i = 0; i < n; i++) {
+        sched[i] = items[i].at > 0;
         if (sched[i]) {
             char score[64];
-            score_text(jobs[i]->run_at, score);
+            score_text(items[i].at, score);
             sc[i].off = text.len;
             wh_buf_puts(&text, score);
             sc[i].len = text.len - sc[i].off;
@@ -375,8 +364,8 @@ int wh_redis_client_push_bulk(wh_redis_client *c, wh_job *const *jobs, size_t n,
             continue;
         }
         size_t q = 0;
-        while (q < nq && strcmp(queues[q], jobs[i]->queue) != 0) q++;
-        if (q == nq) queues[nq++] = jobs[i]->queue;
+        while (q < nq && strcmp(queues[q], items[i].queue) != 0) q++;
+        if (q == nq) queues[nq++] = items[i].queue;
     }
     if (rc == 0) rc = ensure_connected(c, err);
     if (rc == 0) {
@@ -396,8 +385,8 @@ int wh_redis_client_push_bulk(wh_redis_client *c, wh_job *const *jobs, size_t n,
             wh_redis_client_key(c, &key, "%s%s", WH_KEY_QUEUE_PREFIX, queues[q]);
             size_t argc = 2;
             for (size_t i = 0; i <= n; i++) {
-                bool take = i < n && !sched[i] && strcmp(jobs[i]->queue, queues[q]) == 0;
-                if (take) argv[argc] = text.data + pl[i].off, lens[argc++] = pl[i].len;
+                bool take = i < n && !sched[i] && strcmp(items[i].queue, queues[q]) == 0;
+                if (take) argv[argc] = items[i].payload, lens[argc++] = items[i].len;
                 if (argc > 2 && (argc - 2 == BULK_CHUNK || i == n)) {
                     argv[0] = "LPUSH", lens[0] = 5, argv[1] = key.data, lens[1] = key.len;
                     append(c, (int)argc, argv, lens);
@@ -412,7 +401,7 @@ int wh_redis_client_push_bulk(wh_redis_client *c, wh_job *const *jobs, size_t n,
             for (size_t i = 0; i <= n; i++) {
                 if (i < n && sched[i]) {
                     argv[argc] = text.data + sc[i].off, lens[argc++] = sc[i].len;
-                    argv[argc] = text.data + pl[i].off, lens[argc++] = pl[i].len;
+                    argv[argc] = items[i].payload, lens[argc++] = items[i].len;
                 }
                 if (argc > 2 && ((argc - 2) / 2 == BULK_CHUNK || i == n)) {
                     argv[0] = "ZADD", lens[0] = 4, argv[1] = key.data, lens[1] = key.len;
@@ -425,13 +414,12 @@ int wh_redis_client_push_bulk(wh_redis_client *c, wh_job *const *jobs, size_t n,
         wh_buf_free(&key);
         wh_free(argv);
         wh_free(lens);
-        /* the commands are in hiredis's buffer now: the payload text can go */
+        /* the commands are in hiredis's buffer now: the scores can go */
         wh_buf_free(&text);
         rc = read_replies(c, ncmds, NULL, "cannot push to", err);
         if (rc) wh_err_prefix(err, "bulk push of %zu jobs failed (some may have been stored)", n);
     }
     wh_buf_free(&text);
-    wh_free(pl);
     wh_free(sc);
     wh_free(sched);
     wh_free(queues);

@@ -18,8 +18,7 @@
  * Errors: WH_EUNAVAIL when Redis cannot be reached or a connection fails
  * ("cannot connect to redis://127.0.0.1:1/0: Connection refused"),
  * WH_ECONFIG when Redis refuses the login or the database ("authentication
- * failed (WRONGPASS ...)"), WH_EJSON/WH_EINVAL for a job that cannot be
- * written. Messages name the URI redacted (wh_redis_uri_redacted); no
+ * failed (WRONGPASS ...)"), WH_EINVAL for a bad argument. Messages name the URI redacted (wh_redis_uri_redacted); no
  * message ever contains the password. */
 #ifndef WH_REDIS_CLIENT_H
 #define WH_REDIS_CLIENT_H
@@ -27,12 +26,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "app/job.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "redis/uri.h"
 
 typedef struct wh_redis_client wh_redis_client; /* opaque */
+
+/* One payload to push, all borrowed: the caller has written the payload in
+ * the shape its destination wants (app/job.h: wh_job_redis_items).
+ *   at > 0: ZADD schedule <at, "%.6f"> <payload> (a scheduled job);
+ *   at <= 0: SADD queues <queue>; LPUSH queue:<queue> <payload>. */
+typedef struct wh_redis_item {
+    const char *queue;   /* NUL-terminated */
+    const char *payload; /* len bytes */
+    size_t len;
+    double at; /* epoch seconds to schedule at, or 0: push to the queue now */
+} wh_redis_item;
 
 /* Connects to uri (copied; the caller keeps its own), with at most
  * timeout_s seconds (> 0) for the connect and then for each command; sends
@@ -64,25 +73,22 @@ const char *wh_redis_client_key(const wh_redis_client *c, wh_buf *out, const cha
 #endif
     ;
 
-/* Pushes one job as Sidekiq's client does. The payload is the job's
- * (wh_job_write_opts: a job made by wh_job_new is written in Sidekiq's shape,
- * a parsed one byte for byte).
- *   job->run_at later than now: ZADD schedule <run_at, "%.6f"> <payload>,
- *     the payload without enqueued_at (Sidekiq's schedule members carry none);
+/* Pushes one item as Sidekiq's client does:
+ *   item->at > 0: ZADD schedule <at, "%.6f"> <payload>;
  *   else, pipelined: SADD queues <queue>; LPUSH queue:<queue> <payload>.
- * Borrows job. Returns 0, or WH_EUNAVAIL (the job may or may not have been
+ * Borrows item. Returns 0, or WH_EUNAVAIL (the job may or may not have been
  * stored when the connection broke mid-way), WH_ECONFIG (Redis refused the
- * command: wrong key type, read-only replica, ...), WH_EJSON. */
-int wh_redis_client_push(wh_redis_client *c, const wh_job *job, wh_err *err);
+ * command: wrong key type, read-only replica, ...). */
+int wh_redis_client_push(wh_redis_client *c, const wh_redis_item *item, wh_err *err);
 
-/* Pushes n jobs in one pipeline: every command is sent, then every reply is
+/* Pushes n items in one pipeline: every command is sent, then every reply is
  * read. As Sidekiq's push_bulk: one SADD of every queue named, then per
  * queue a variadic LPUSH (at most 1000 payloads per command) in the order
- * given, so jobs[0] is popped first; scheduled jobs go to ZADD schedule in
- * the same pipeline. Jobs may name different queues. n == 0 does nothing.
- * Borrows the jobs. Errors as wh_redis_client_push; on a failure some of the
- * jobs may have been stored (the message says so). */
-int wh_redis_client_push_bulk(wh_redis_client *c, wh_job *const *jobs, size_t n, wh_err *err);
+ * given, so items[0] is popped first; scheduled items (at > 0) go to ZADD
+ * schedule in the same pipeline. Items may name different queues. n == 0
+ * does nothing. Borrows the items. Errors as wh_redis_client_push; on a
+ * failure some of the jobs may have been stored (the message says so). */
+int wh_redis_client_push_bulk(wh_redis_client *c, const wh_redis_item *items, size_t n, wh_err *err);
 
 /* Pushes `signal` (LPUSH <identity>-signals, as Sidekiq's Web UI does for
  * TSTP and TERM) to every process in `processes` whose heartbeat info lists

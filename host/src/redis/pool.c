@@ -42,14 +42,14 @@ void wh_redis_pool_free(wh_redis_pool *p) {
     wh_free(p);
 }
 
-int wh_redis_pool_push(wh_redis_pool *p, wh_job *const *jobs, size_t n, wh_err *err) {
+int wh_redis_pool_push(wh_redis_pool *p, const wh_redis_item *items, size_t n, wh_err *err) {
     wh_redis_client *c = NULL;
     pthread_mutex_lock(&p->lock);
     if (p->nidle) c = p->idle[--p->nidle];
     pthread_mutex_unlock(&p->lock);
     int rc = 0;
     if (c == NULL) rc = wh_redis_client_connect(&p->uri, p->ns, p->timeout_s, &c, err);
-    if (rc == 0) rc = n == 1 ? wh_redis_client_push(c, jobs[0], err) : wh_redis_client_push_bulk(c, jobs, n, err);
+    if (rc == 0) rc = n == 1 ? wh_redis_client_push(c, &items[0], err) : wh_redis_client_push_bulk(c, items, n, err);
     if (c == NULL) return rc;
     if (rc == WH_EUNAVAIL) { /* the connection is suspect: do not reuse it */
         wh_redis_client_free(c);

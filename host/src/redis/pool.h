@@ -13,8 +13,8 @@
 
 #include <stddef.h>
 
-#include "app/job.h"
 #include "core/err.h"
+#include "redis/client.h"
 
 typedef struct wh_redis_pool wh_redis_pool; /* opaque */
 
@@ -27,8 +27,8 @@ int wh_redis_pool_new(const char *uri, const char *ns, double timeout_s, size_t 
  * Accepts NULL. */
 void wh_redis_pool_free(wh_redis_pool *p);
 
-/* Pushes n jobs (borrowed) as wh_redis_client_push_bulk does (n == 1: as
+/* Pushes n items (borrowed) as wh_redis_client_push_bulk does (n == 1: as
  * wh_redis_client_push). Any thread. Errors as those functions. */
-int wh_redis_pool_push(wh_redis_pool *p, wh_job *const *jobs, size_t n, wh_err *err);
+int wh_redis_pool_push(wh_redis_pool *p, const wh_redis_item *items, size_t n, wh_err *err);
 
 #endif

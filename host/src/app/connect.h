@@ -1,4 +1,4 @@
-/* lclient.h -- workerhost.connect: a Redis client for plain Lua programs
+/* connect.h -- workerhost.connect: a Redis client for plain Lua programs
  * (and workers) that enqueue into BackgroundQueue with the same C check as
  * the host, whatever workers.mode the app's configuration names.
  * SPDX-License-Identifier: MIT
@@ -25,17 +25,21 @@
  *
  * A client is one connection: use it from one Lua state (Lua states are
  * single-threaded anyway). */
-#ifndef WH_LCLIENT_H
-#define WH_LCLIENT_H
+#ifndef WH_CONNECT_H
+#define WH_CONNECT_H
 
 #include <lua.h>
 
 /* workerhost.connect(uri, opts) -> client | nil, message. lua_CFunction. */
-int wh_lclient_connect(lua_State *L);
+int wh_connect_new(lua_State *L);
 
-/* Registers the "wh.Client" metatable (methods enqueue, enqueue_bulk,
- * stats, close; __gc and __close share one idempotent release) and the
- * private metatables of its temporaries. Idempotent. [-0,+0,m] */
-void wh_lclient_init(lua_State *L);
+/* The opener of the "workerhost.connect" module (a lua_CFunction for
+ * package.preload or luaL_requiref): registers the "wh.Client" metatable
+ * (methods enqueue, enqueue_bulk, stats, close; __gc and __close share one
+ * idempotent release) and the private metatables of its temporaries, and
+ * returns wh_connect_new. The workerhost module (lua/lmodule.h) sets it as
+ * wh.connect when the state preloads it: app/catalog.c does for every VM
+ * it builds, and app/module.c for workerhost.so. [-0,+1,m] */
+int wh_connect_open(lua_State *L);
 
 #endif

@@ -1,12 +1,12 @@
-/* lclient.c -- the "wh.Client" userdata behind workerhost.connect; see
- * lclient.h.
+/* connect.c -- the workerhost.connect module and the "wh.Client" userdata
+ * it returns; see connect.h.
  * SPDX-License-Identifier: MIT
  *
  * Ownership: every C resource lives in a userdata whose __gc frees it before
  * anything that may raise runs: the client's config, catalog and connection
  * in the client; the jobs of enqueue_bulk and the result of stats in
  * short-lived holder userdata. */
-#include "lua/lclient.h"
+#include "app/connect.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -28,6 +28,8 @@
 #define JOBS_MT "wh.Client.jobs"   /* holder: jobs of one enqueue_bulk */
 #define STATS_MT "wh.Client.stats" /* holder: one wh_redis_stats */
 #define DEFAULT_TIMEOUT 2.0
+
+static void init_metatables(lua_State *L);
 
 typedef struct lclient {
     wh_config *cfg;          /* owned, or NULL once closed */
@@ -123,7 +125,7 @@ static const char *opt_string(lua_State *L, int t, const char *key) {
     return s;
 }
 
-int wh_lclient_connect(lua_State *L) {
+int wh_connect_new(lua_State *L) {
     const char *uri_arg = luaL_optstring(L, 1, NULL);
     const char *root = NULL, *env = NULL, *file = NULL, *ns = NULL;
     double timeout = DEFAULT_TIMEOUT;
@@ -153,7 +155,7 @@ int wh_lclient_connect(lua_State *L) {
         lua_pop(L, 1);
     }
 
-    wh_lclient_init(L);
+    init_metatables(L);
     lclient *u = lua_newuserdatauv(L, sizeof *u, 0); /* closed state first */
     memset(u, 0, sizeof *u);
     luaL_setmetatable(L, CLIENT_MT);
@@ -196,7 +198,11 @@ static int l_client_enqueue(lua_State *L) {
     wh_job *job = wh_job_new(def, doc, wh_json_doc_root(doc), &o, wh_clock_wall()); /* takes doc */
     char jid[WH_JID_SIZE];
     memcpy(jid, job->jid, sizeof jid);
-    rc = wh_redis_client_push(u->client, job, &err);
+    wh_buf text = WH_BUF_INIT;
+    wh_redis_item item;
+    rc = wh_job_redis_items(&job, 1, wh_clock_wall(), &text, &item, &err);
+    if (rc == 0) rc = wh_redis_client_push(u->client, &item, &err);
+    wh_buf_free(&text);
     wh_job_free(job);
     if (rc != 0) return push_fail(L, &err);
     lua_pushstring(L, jid);
@@ -233,7 +239,12 @@ static int l_client_enqueue_bulk(lua_State *L) {
         j->pending = NULL;
         lua_pop(L, 1);
     }
-    int rc = wh_redis_client_push_bulk(u->client, j->jobs, j->n, &err);
+    wh_buf text = WH_BUF_INIT;
+    wh_redis_item *items = wh_xcalloc(j->n ? j->n : 1, sizeof *items);
+    int rc = wh_job_redis_items(j->jobs, j->n, wh_clock_wall(), &text, items, &err);
+    if (rc == 0) rc = wh_redis_client_push_bulk(u->client, items, j->n, &err);
+    wh_free(items);
+    wh_buf_free(&text);
     if (rc != 0) {
         jobs_release(j);
         return push_fail(L, &err);
@@ -335,7 +346,7 @@ static const luaL_Reg client_meta[] = {
     {NULL, NULL},
 };
 
-void wh_lclient_init(lua_State *L) {
+static void init_metatables(lua_State *L) {
     if (luaL_newmetatable(L, CLIENT_MT)) {
         luaL_setfuncs(L, client_meta, 0);
         luaL_newlib(L, client_methods);
@@ -352,4 +363,10 @@ void wh_lclient_init(lua_State *L) {
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
+}
+
+int wh_connect_open(lua_State *L) {
+    init_metatables(L);
+    lua_pushcfunction(L, wh_connect_new);
+    return 1;
 }
