@@ -87,6 +87,30 @@ static void push(redisContext *c, const char *queue, const char *payload) {
     cmd(c, "LPUSH %s %s", key, payload);
 }
 
+/* More queues than one host can block on: a configuration error naming the
+ * limit (the message once read the count after freeing the server). */
+static void test_too_many_queues(void) {
+    char yaml[2048] = "workers:\n  mode: BackgroundQueue\n  queues: [";
+    for (int i = 0; i < 65; i++) {
+        char q[16];
+        snprintf(q, sizeof q, "%sq%d", i ? ", " : "", i);
+        strcat(yaml, q);
+    }
+    char tail[128];
+    snprintf(tail, sizeof tail, "]\nqueue:\n  uri: redis://127.0.0.1:%d/0\nlogger:\n  level: error\n", R.port);
+    strcat(yaml, tail);
+    write_file("config/test.yaml", yaml);
+    wh_host_options o = {root, "test", NULL};
+    wh_host *h = NULL;
+    wh_err err = WH_ERR_INIT;
+    int rc = wh_host_new(&h, &o, &err);
+    if (rc == 0) rc = wh_host_start(h, &err);
+    ASSERT_EQ_INT(rc, WH_ECONFIG);
+    ASSERT_CONTAINS(err.msg, "needs 1 to 64 queues to fetch from");
+    ASSERT_CONTAINS(err.msg, "got 65");
+    wh_host_free(h);
+}
+
 static void test_jobs_run_once_and_are_recorded(void) {
     redisContext *c = rc_connect();
     freeReplyObject(redisCommand(c, "FLUSHALL"));
@@ -331,6 +355,7 @@ int main(void) {
     write_file("workers/chain.lua", "local wh = require 'workerhost'\n"
                                     "return wh.worker { args = { n = 'integer' }, perform = function(a)\n"
                                     "  assert(#wh.enqueue('Noop', { n = a.n + 1 }) == 24) end }\n");
+    RUN(test_too_many_queues);
     RUN(test_jobs_run_once_and_are_recorded);
     RUN(test_reaper_recovers_expired_process);
     RUN(test_reaper_same_machine_check);

@@ -233,10 +233,10 @@ void rs_schedule_reconnect(wh_rserver *s) {
 void rs_on_watchdog(uv_timer_t *t) {
     wh_rserver *s = t->data;
     double now = wh_clock_monotonic();
-    conn *all[1 + 64];
+    conn *all[1 + RS_MAX_QUEUES];
     size_t n = 0;
     all[n++] = &s->cmd;
-    for (size_t i = 0; i < s->nqueues && n < 65; i++) all[n++] = &s->blockers[i];
+    for (size_t i = 0; i < s->nqueues && n < 1 + RS_MAX_QUEUES; i++) all[n++] = &s->blockers[i];
     for (size_t i = 0; i < n; i++) {
         conn *c = all[i];
         if (c->ac == NULL || c->pending == 0) continue;

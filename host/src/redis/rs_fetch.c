@@ -88,7 +88,7 @@ void rs_hand_over(wh_rserver *s, wh_job **jobs, size_t n) {
 typedef struct fetch_ctx {
     size_t asked;
     size_t n;         /* queues asked: those not resting after a refusal */
-    size_t order[64]; /* the script's queue positions -> our queue index */
+    size_t order[RS_MAX_QUEUES]; /* the script's queue positions -> our queue index */
 } fetch_ctx;
 
 /* A queue whose key (or our in-flight list of it) holds another type than a
@@ -226,7 +226,7 @@ void rs_pump(wh_rserver *s) {
         if (s->fetches >= FETCHES_IN_FLIGHT || (s->fetches && room < s->prefetch_max / 4)) return;
         fetch_ctx *fc = wh_xmalloc(sizeof *fc);
         fc->asked = room < FETCH_MAX ? room : FETCH_MAX;
-        size_t order[64];
+        size_t order[RS_MAX_QUEUES];
         fetch_order(s, order);
         fc->n = 0;
         for (size_t i = 0; i < s->nqueues; i++)

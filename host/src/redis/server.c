@@ -287,10 +287,11 @@ int wh_rserver_new(const wh_rserver_options *opts, wh_rserver **out, wh_err *err
         }
         s->strict = false;
     }
-    if (s->nqueues == 0 || s->nqueues > 64) {
+    if (s->nqueues == 0 || s->nqueues > RS_MAX_QUEUES) {
+        size_t got = s->nqueues; /* read before the free */
         wh_rserver_free(s);
-        return wh_err_set(err, WH_ECONFIG, "BackgroundQueue needs 1 to 64 queues to fetch from (workers.queues, "
-                                           "or the queues the workers name); got %zu", s->nqueues);
+        return wh_err_set(err, WH_ECONFIG, "BackgroundQueue needs 1 to %d queues to fetch from (workers.queues, "
+                                           "or the queues the workers name); got %zu", RS_MAX_QUEUES, got);
     }
     s->queue_keys = wh_xcalloc(s->nqueues, sizeof *s->queue_keys);
     s->inflight_keys = wh_xcalloc(s->nqueues, sizeof *s->inflight_keys);

@@ -42,6 +42,7 @@
  * PREFETCH_WINDOW_S, between MIN and MAX per worker thread. Fast jobs get
  * big batches (fewer round trips per job); slow jobs are not hoarded (other
  * hosts can take them). */
+#define RS_MAX_QUEUES 64          /* queues one host fetches from: one blocking connection each */
 #define PREFETCH_MIN_PER_THREAD 2
 #define PREFETCH_MAX_PER_THREAD 64
 #define PREFETCH_WORK_S 0.010
