@@ -290,6 +290,38 @@ static void child_vm_sweep(const char *unused) {
     _exit(0);
 }
 
+/* No worker thread can start (no address space for its stack): starting
+ * the host fails, naming it, instead of accepting jobs that never run. */
+static void child_no_threads(const char *unused) {
+    (void)unused;
+    make_app("BackgroundAsync");
+    wh_host_options o = {root, "test", NULL};
+    wh_host *h = NULL;
+    wh_err err = WH_ERR_INIT;
+    if (wh_host_new(&h, &o, &err) != 0) CHILD_FAIL("wh_host_new: %s", err.msg);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) != 0) CHILD_FAIL("getrlimit");
+    /* room for the VMs, not for an 8 MiB thread stack */
+    struct rlimit low = {(rlim_t)(vm_size() + 6 * MIB), rl.rlim_max};
+    struct rlimit stack = {8 * MIB, 8 * MIB};
+    setrlimit(RLIMIT_STACK, &stack); /* the default thread stack size follows it */
+    if (setrlimit(RLIMIT_AS, &low) != 0) CHILD_FAIL("setrlimit");
+    int rc = wh_host_start(h, &err);
+    if (setrlimit(RLIMIT_AS, &rl) != 0) CHILD_FAIL("setrlimit back");
+    fprintf(stderr, "  child: start: %d %s\n", rc, err.msg);
+    if (rc == 0) CHILD_FAIL("started with no worker thread");
+    if (rc != WH_EUNAVAIL || strstr(err.msg, "worker thread") == NULL) CHILD_FAIL("code %d: %s", rc, err.msg);
+    wh_host_free(h);
+    remove_app();
+    _exit(0);
+}
+
+static void test_no_worker_thread(void) {
+    if (WH_TEST_SANITIZED) return;
+    int st = in_child(child_no_threads, NULL);
+    if (st != 0) WH_TEST_FAIL("the child ended with %s %d", st < 0 ? "signal" : "status", st < 0 ? -st : st);
+}
+
 static void test_vm_build_out_of_memory(void) {
     int st = in_child(child_vm_build, NULL);
     if (st != 0) WH_TEST_FAIL("the child ended with %s %d", st < 0 ? "signal" : "status", st < 0 ? -st : st);
@@ -327,6 +359,7 @@ int main(void) {
         return 0;
     }
     RUN(test_vm_build_out_of_memory);
+    RUN(test_no_worker_thread);
     RUN(test_async_host_survives_the_process_limit);
     RUN(test_allocations_on_behalf_of_a_job);
     RUN(test_other_jobs_meanwhile);

@@ -510,22 +510,37 @@ int wh_async_start(wh_async *a, wh_err *err) {
     for (size_t i = 0; i < a->nworkers; i++) {
         a->workers[i].cat = wh_catalog_retain(a->o.catalog);
         a->workers[i].gen = a->gen;
-        a->workers[i].vm = wh_catalog_new_vm(a->o.catalog, a->cfg, a->o.lhost, err);
+        wh_err e = WH_ERR_INIT; /* its code is returned even when err is NULL */
+        a->workers[i].vm = wh_catalog_new_vm(a->o.catalog, a->cfg, a->o.lhost, &e);
         if (a->workers[i].vm == NULL) {
             for (size_t k = 0; k < i; k++) { wh_vm_free(a->workers[k].vm); a->workers[k].vm = NULL; }
-            return err ? err->code : WH_ESCRIPT;
+            if (err) *err = e;
+            return e.code;
         }
     }
     a->started = true;
+    size_t running = 0;
+    int why = 0;
     for (size_t i = 0; i < a->nworkers; i++) {
-        if (pthread_create(&a->workers[i].thread, NULL, worker_main, &a->workers[i]) != 0) {
-            wh_log(WH_LOG_ERROR, NULL, NULL, "cannot start worker thread %zu", i);
+        int rc = pthread_create(&a->workers[i].thread, NULL, worker_main, &a->workers[i]);
+        if (rc != 0) {
+            why = rc;
+            wh_log(WH_LOG_ERROR, NULL, NULL, "cannot start worker thread %zu: %s", i, strerror(rc));
             continue;
         }
         a->workers[i].started = true;
+        running++;
     }
+    /* no worker thread: every job would wait for ever; fewer than asked:
+     * the host runs, slower, and has said so above */
+    if (running == 0)
+        return wh_err_set(err, WH_EUNAVAIL, "cannot start any of the %zu worker threads: %s", a->nworkers,
+                          strerror(why));
     if (!a->o.manual_schedule) {
-        a->scheduler_started = pthread_create(&a->scheduler, NULL, scheduler_main, a) == 0;
+        int rc = pthread_create(&a->scheduler, NULL, scheduler_main, a);
+        a->scheduler_started = rc == 0;
+        if (rc != 0) /* scheduled jobs and retries would never come due; wh_async_free stops the workers */
+            return wh_err_set(err, WH_EUNAVAIL, "cannot start the scheduler thread: %s", strerror(rc));
     }
     return 0;
 }

@@ -71,8 +71,11 @@ typedef struct wh_async_stats {
 /* Creates the engine (threads not started). Owned: wh_async_free. */
 wh_async *wh_async_new(const wh_async_options *opts);
 
-/* Creates each worker thread's VM and starts the threads. WH_ESCRIPT if a
- * VM cannot be built. */
+/* Creates each worker thread's VM and starts the threads. The code of the
+ * failure if a VM cannot be built (WH_ESCRIPT, WH_ENOMEM); WH_EUNAVAIL if no
+ * worker thread, or the scheduler thread, could be started (some workers
+ * failing is logged, and the engine runs with the rest). After a failure,
+ * wh_async_free cleans up. */
 int wh_async_start(wh_async *a, wh_err *err);
 
 /* Takes ownership of job (also on failure: it is freed). A job with a
