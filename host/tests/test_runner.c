@@ -148,6 +148,21 @@ static void env_close(env *e) {
     wh_config_free(e->cfg);
 }
 
+/* A constructor that fails reports its real code when the caller passes no
+ * wh_err (it once fell back to a fixed WH_ESCRIPT). */
+static void test_error_code_without_err(void) {
+    wh_config *cfg = NULL;
+    wh_config_source src = {root, "test", NULL};
+    wh_err err;
+    if (wh_config_load(&cfg, &src, &err) != 0) WH_TEST_FAIL("config: %s", err.msg);
+    cfg->memory_limit = 16 * 1024; /* no VM fits: out of memory, not a script error */
+    wh_catalog *cat = NULL;
+    int rc = wh_catalog_load(cfg, &cat, &err);
+    ASSERT_EQ_INT(rc, WH_ENOMEM);
+    ASSERT_EQ_INT(wh_catalog_load(cfg, &cat, NULL), WH_ENOMEM);
+    wh_config_free(cfg);
+}
+
 /* Reads a global of the VM as an integer (-1 if not an integer). */
 static long long global_int(env *e, const char *name) {
     lua_State *L = wh_vm_state(e->vm);
@@ -433,6 +448,7 @@ int main(void) {
     alarm(300);
     wh_log_setup(WH_LOG_ERROR, WH_LOG_TEXT);
     make_app();
+    RUN(test_error_code_without_err);
     RUN(test_good_payload_runs);
     RUN(test_minimal_payload);
     RUN(test_positional_payload);

@@ -222,10 +222,12 @@ int wh_catalog_load(const wh_config *cfg, wh_catalog **out, wh_err *err) {
         free_catalog(c);
         return rc;
     }
-    wh_vm *vm = new_vm(c, cfg, NULL, true, err); /* the scratch VM: every module compiles too */
+    wh_err e = WH_ERR_INIT; /* its code is returned even when err is NULL */
+    wh_vm *vm = new_vm(c, cfg, NULL, true, &e); /* the scratch VM: every module compiles too */
     if (vm == NULL) {
         free_catalog(c);
-        return err ? err->code : WH_ESCRIPT;
+        if (err) *err = e;
+        return e.code;
     }
     c->ndefs = wh_vm_nworkers(vm);
     c->defs = wh_xcalloc(c->ndefs ? c->ndefs : 1, sizeof *c->defs);

@@ -301,11 +301,13 @@ int wh_host_enqueue(wh_host *h, const char *class_name, const char *args_json, s
     if (jid_out) memcpy(jid_out, job->jid, WH_JID_SIZE);
     switch (h->cfg->mode) {
     case WH_MODE_FOREGROUND_BLOCKING: {
-        wh_vm *vm = pool_take(h, cat, gen, err);
+        wh_err e = WH_ERR_INIT; /* its code is returned even when err is NULL */
+        wh_vm *vm = pool_take(h, cat, gen, &e);
         if (vm == NULL) {
             wh_job_free(job);
             wh_catalog_release(cat);
-            return err ? err->code : WH_ESCRIPT;
+            if (err) *err = e;
+            return e.code;
         }
         rc = run_now(h, vm, job, err);
         pool_give(h, vm, gen);
@@ -372,9 +374,11 @@ int wh_host_enqueue_bulk(wh_host *h, const char *class_name, const char *const *
             break;
         case WH_MODE_FOREGROUND_BLOCKING: {
             /* each runs now, in order; the first failure is returned, after all ran */
-            wh_vm *vm = pool_take(h, cat, gen, err);
+            wh_err e = WH_ERR_INIT;
+            wh_vm *vm = pool_take(h, cat, gen, &e);
             if (vm == NULL) {
-                rc = err ? err->code : WH_ESCRIPT;
+                if (err) *err = e;
+                rc = e.code;
                 break;
             }
             wh_err jerr;

@@ -90,8 +90,12 @@ void wh_job_raw_init(wh_job *job, const char *raw, size_t len, const char *queue
 
 int wh_job_materialize(wh_job *job, const wh_json_limits *limits, wh_err *err) {
     if (!job->detached || job->doc) return 0;
-    wh_json_doc *doc = wh_json_parse(job->raw, job->raw_len, limits, err);
-    if (doc == NULL) return err ? err->code : WH_EJSON;
+    wh_err e = WH_ERR_INIT; /* its code is returned even when err is NULL */
+    wh_json_doc *doc = wh_json_parse(job->raw, job->raw_len, limits, &e);
+    if (doc == NULL) {
+        if (err) *err = e;
+        return e.code;
+    }
     job->doc = doc;
     job->payload = wh_json_doc_root(doc);
     int rc = read_fields(job, true, err); /* routed by where it was fetched, as Sidekiq does */

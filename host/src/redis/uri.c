@@ -80,7 +80,8 @@ static int parse_unix(const char *p, wh_redis_uri *u, wh_err *err) {
     size_t len = q ? (size_t)(q - p) : strlen(p);
     const char *at = memchr(p, '@', len);
     if (at) {
-        if (parse_userinfo(p, at, u, err) != 0) return err ? err->code : WH_ECONFIG;
+        int rc = parse_userinfo(p, at, u, err);
+        if (rc != 0) return rc;
         len -= (size_t)(at + 1 - p);
         p = at + 1;
     }
@@ -107,7 +108,8 @@ int wh_redis_uri_parse(const char *uri, wh_redis_uri *u, wh_err *err) {
     for (const char *s = p; *s; s++)
         if (*s == '@') at = s;
     if (at) {
-        if (parse_userinfo(p, at, u, err) != 0) return err ? err->code : WH_ECONFIG;
+        int rc = parse_userinfo(p, at, u, err);
+        if (rc != 0) return rc;
         p = at + 1;
     }
     const char *slash = strchr(p, '/');
