@@ -418,8 +418,15 @@ static void test_seconds(void) {
 
 static void test_strings_and_paths(void) {
     ASSERT_STREQ(refuse("queue:\n  uri: localhost:6379\n"),
-                 NAME ":2:8: queue.uri: expected a URI such as redis://host:6379/0 (schemes redis://, rediss://, "
-                      "unix://), got \"localhost:6379\"");
+                 NAME ":2:8: queue.uri: expected a Redis URI, redis://[user:password@]host[:port][/db] or "
+                      "unix:///path/to.sock[?db=N] (unknown scheme), got \"localhost:6379\"");
+    /* refused where the host would refuse it, with file:line:col */
+    ASSERT_STREQ(refuse("queue:\n  uri: redis://h:6379/x\n"),
+                 NAME ":2:8: queue.uri: expected a Redis URI, redis://[user:password@]host[:port][/db] or "
+                      "unix:///path/to.sock[?db=N] (the database after '/' must be a number), got \"redis://h:6379/x\"");
+    ASSERT_CONTAINS(refuse("queue:\n  uri: rediss://h:6380\n"),
+                    NAME ":2:8: queue.uri: expected a Redis URI, redis://[user:password@]host[:port][/db] or "
+                         "unix:///path/to.sock[?db=N] (TLS is not supported by this build");
     ASSERT_STREQ(refuse("queue:\n  uri: \"\"\n"), NAME ":2:8: queue.uri: expected a non-empty string, got \"\"");
     ASSERT_STREQ(refuse("workers:\n  scripts: [a]\n"),
                  NAME ":2:12: workers.scripts: expected a directory (a non-empty string), got a list");
@@ -583,25 +590,26 @@ static void test_uri_password_redacted(void) {
         setenv("WH_T_REDIS_URL", cases[i].url, 1);
         const char *msg = refuse("queue:\n  uri: ${WH_T_REDIS_URL}\n");
         if (strstr(msg, "s3cret") != NULL) WH_TEST_FAIL("%s: the password is shown: %s", cases[i].url, msg);
-        ASSERT_CONTAINS(msg, NAME ":2:8: queue.uri: expected a URI such as redis://host:6379/0");
+        ASSERT_CONTAINS(msg, NAME ":2:8: queue.uri: expected a Redis URI, redis://[user:password@]host");
         ASSERT_CONTAINS(msg, cases[i].shown);
         ASSERT_CONTAINS(msg, "(from \"${WH_T_REDIS_URL}\")");
     }
     unsetenv("WH_T_REDIS_URL");
     /* written in the file, not from the environment */
     ASSERT_STREQ(refuse("queue:\n  uri: \"http://admin:s3cret@host/0\"\n"),
-                 NAME ":2:8: queue.uri: expected a URI such as redis://host:6379/0 (schemes redis://, rediss://, "
-                      "unix://), got \"http://***@host/0\"");
+                 NAME ":2:8: queue.uri: expected a Redis URI, redis://[user:password@]host[:port][/db] or "
+                      "unix:///path/to.sock[?db=N] (unknown scheme), got \"http://***@host/0\"");
     /* a password around a malformed ${ */
     const char *msg = refuse("queue:\n  uri: \"redis://u:s3cret${X@host\"\n");
     if (strstr(msg, "s3cret") != NULL) WH_TEST_FAIL("shown: %s", msg);
     ASSERT_STREQ(msg, NAME ":2:8: queue.uri: unterminated \"***@host\": missing \"}\"");
-    /* a URI that parses is accepted as it is (wh_redis_uri_parse refuses the
-     * rest later, without quoting it) */
+    /* a URI of the right scheme that the host could not use is refused here
+     * too, where it is written, still without its password */
     setenv("WH_T_REDIS_URL", "redis://:s3cret@host:notaport/0", 1);
-    wh_config *cfg = parse("queue:\n  uri: ${WH_T_REDIS_URL}\n");
-    ASSERT(cfg != NULL);
-    wh_config_free(cfg);
+    msg = refuse("queue:\n  uri: ${WH_T_REDIS_URL}\n");
+    if (strstr(msg, "s3cret") != NULL) WH_TEST_FAIL("shown: %s", msg);
+    ASSERT_CONTAINS(msg, NAME ":2:8: queue.uri: expected a Redis URI");
+    ASSERT_CONTAINS(msg, "got \"redis://***@host:notaport/0\" (from \"${WH_T_REDIS_URL}\")");
     unsetenv("WH_T_REDIS_URL");
 }
 
@@ -620,9 +628,9 @@ static void test_secret_env(void) {
     ASSERT(cfg->secret_env[1] == NULL);
     wh_config_free(cfg);
     /* every variable used in the URI; not one that gave way to its default */
-    cfg = parse("queue:\n  uri: \"redis://:${WH_T_PW}@${WH_T_UNSET:-h}:${WH_T_EMPTY:-1}/$${X}\"\n");
+    cfg = parse("queue:\n  uri: \"redis://:${WH_T_PW}$${X}@${WH_T_UNSET:-h}:${WH_T_EMPTY:-1}/0\"\n");
     if (cfg == NULL) WH_TEST_FAIL("refused: %s", errmsg);
-    ASSERT_STREQ(cfg->queue_uri, "redis://:s3cret@h:1/${X}");
+    ASSERT_STREQ(cfg->queue_uri, "redis://:s3cret${X}@h:1/0");
     ASSERT_STREQ(cfg->secret_env[0], "WH_T_PW");
     ASSERT(cfg->secret_env[1] == NULL);
     wh_config_free(cfg);

@@ -121,12 +121,25 @@ static const cfg_row rows[] = {
 };
 #define NROWS (sizeof rows / sizeof rows[0])
 
+/* queue.uri is checked by the parser that will use it (redis/uri.c), so
+ * the config refuses, with file:line:col, exactly what the host would: one
+ * validator for one value. The text lives until the next call on this
+ * thread (the caller formats it at once). */
 static const char *check_redis_uri(const char *value) {
-    static const char *const schemes[] = {"redis://", "rediss://", "unix://"};
-    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++)
-        if (strncmp(value, schemes[i], strlen(schemes[i])) == 0 && value[strlen(schemes[i])] != '\0')
-            return NULL;
-    return "a URI such as redis://host:6379/0 (schemes redis://, rediss://, unix://)";
+    wh_redis_uri u;
+    wh_err err;
+    if (wh_redis_uri_parse(value, &u, &err) == 0) {
+        wh_redis_uri_free(&u);
+        return NULL;
+    }
+    static _Thread_local char expected[sizeof err.msg + 160];
+    const char *why = err.msg;
+    if (strncmp(why, "queue.uri: ", 11) == 0) why += 11;
+    size_t n = strcspn(why, ";"); /* "unknown scheme; expected <forms>": the forms are said below */
+    if (strncmp(why + n, "; expected ", 11) != 0) n = strlen(why);
+    snprintf(expected, sizeof expected, "a Redis URI, redis://[user:password@]host[:port][/db] or "
+             "unix:///path/to.sock[?db=N] (%.*s)", (int)n, why);
+    return expected;
 }
 
 static void *field_of(wh_config *cfg, const cfg_row *r) { return (char *)cfg + r->offset; }
