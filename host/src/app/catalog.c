@@ -281,3 +281,13 @@ const wh_source *wh_catalog_modules(const wh_catalog *c, size_t *n) {
     *n = c->nmodules;
     return c->modules;
 }
+
+int wh_catalog_unknown_class(const wh_catalog *cat, const char *name, wh_err *err) {
+    wh_buf known = WH_BUF_INIT;
+    for (size_t i = 0; i < wh_catalog_count(cat); i++)
+        wh_buf_printf(&known, "%s%s", i ? ", " : "", wh_catalog_at(cat, i)->name);
+    int rc = wh_err_set(err, WH_ENOCLASS, "unknown worker class \"%s\" (known: %s)", name,
+                        known.len ? wh_buf_cstr(&known) : "none");
+    wh_buf_free(&known);
+    return rc;
+}

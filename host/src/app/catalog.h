@@ -40,6 +40,10 @@ size_t wh_catalog_count(const wh_catalog *c);
 const wh_worker_def *wh_catalog_at(const wh_catalog *c, size_t i);       /* sorted by name */
 const wh_worker_def *wh_catalog_find(const wh_catalog *c, const char *name); /* NULL if none */
 
+/* WH_ENOCLASS with the message every enqueue path gives for a class no
+ * script of cat defines: unknown worker class "X" (known: A, B). */
+int wh_catalog_unknown_class(const wh_catalog *cat, const char *name, wh_err *err);
+
 const wh_source *wh_catalog_sources(const wh_catalog *c, size_t *n);
 /* The app's Lua modules: every NAME.lua under the workers.lua_path folders
  * (recursively, at most 8 deep), read when the catalog is loaded. Every VM

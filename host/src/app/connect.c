@@ -92,15 +92,9 @@ static lclient *check_open(lua_State *L, int idx, const char *method) {
 static const wh_worker_def *check_class(lua_State *L, lclient *u, const char *name, const char *method) {
     const wh_worker_def *def = wh_catalog_find(u->cat, name);
     if (def) return def;
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (size_t i = 0; i < wh_catalog_count(u->cat); i++) {
-        if (i) luaL_addstring(&b, ", ");
-        luaL_addstring(&b, wh_catalog_at(u->cat, i)->name);
-    }
-    if (wh_catalog_count(u->cat) == 0) luaL_addstring(&b, "none");
-    luaL_pushresult(&b);
-    luaL_error(L, "client:%s: unknown worker class \"%s\" (known: %s)", method, name, lua_tostring(L, -1));
+    wh_err err;
+    wh_catalog_unknown_class(u->cat, name, &err);
+    luaL_error(L, "client:%s: %s", method, err.msg);
     return NULL;
 }
 

@@ -126,16 +126,6 @@ static void pool_give(wh_host *h, wh_vm *vm, unsigned gen) {
 
 /* ---- enqueue ---- */
 
-static int unknown_class(const wh_catalog *cat, const char *name, wh_err *err) {
-    wh_buf known = WH_BUF_INIT;
-    for (size_t i = 0; i < wh_catalog_count(cat); i++)
-        wh_buf_printf(&known, "%s%s", i ? ", " : "", wh_catalog_at(cat, i)->name);
-    int rc = wh_err_set(err, WH_ENOCLASS, "unknown worker class \"%s\" (known: %s)", name,
-                        known.len ? wh_buf_cstr(&known) : "none");
-    wh_buf_free(&known);
-    return rc;
-}
-
 static int validate_options(const wh_enqueue_options *o, wh_err *err) {
     if (o == NULL) return 0;
     if (o->queue && o->queue[0] == '\0') return wh_err_set(err, WH_EINVAL, "queue must not be empty");
@@ -268,7 +258,7 @@ static int begin_enqueue(wh_host *h, const char *class_name, const wh_enqueue_op
     *cat = current(h, gen);
     *def = wh_catalog_find(*cat, class_name);
     if (*def == NULL) {
-        rc = unknown_class(*cat, class_name, err);
+        rc = wh_catalog_unknown_class(*cat, class_name, err);
         wh_catalog_release(*cat);
         return rc;
     }

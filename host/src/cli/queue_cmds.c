@@ -125,16 +125,11 @@ static wh_job *unchecked_job(const char *cls, const wh_json *args, const wh_enqu
 }
 
 static int unknown_class(const wh_host *h, const char *cls) {
-    const wh_catalog *cat = wh_host_catalog(h);
-    wh_buf known = WH_BUF_INIT;
-    for (size_t i = 0; i < wh_catalog_count(cat); i++)
-        wh_buf_printf(&known, "%s%s", i ? ", " : "", wh_catalog_at(cat, i)->name);
-    fprintf(stderr,
-            "workerhost: unknown worker class \"%s\" (known: %s)\n"
-            "(a class that no local script defines, a Ruby worker say, needs --unchecked)\n",
-            cls, known.len ? wh_buf_cstr(&known) : "none");
-    wh_buf_free(&known);
-    return wh_cli_exit_status(WH_ENOCLASS);
+    wh_err err;
+    int rc = wh_catalog_unknown_class(wh_host_catalog(h), cls, &err);
+    fprintf(stderr, "workerhost: %s\n(a class that no local script defines, a Ruby worker say, needs --unchecked)\n",
+            err.msg);
+    return wh_cli_exit_status(rc);
 }
 
 enum { BULK = 1, UNCHECKED = 2 };
