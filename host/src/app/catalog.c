@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "core/buf.h"
+#include "core/file.h"
 #include "core/dir.h"
 #include "core/mem.h"
 
@@ -26,17 +27,11 @@ struct wh_catalog {
 };
 
 static int read_file(const char *path, char **out, size_t *len, wh_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return wh_err_set(err, WH_EIO, "%s: cannot read: %s", path, strerror(errno));
     wh_buf b = WH_BUF_INIT;
-    char chunk[8192];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) wh_buf_append(&b, chunk, n);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
+    int e = wh_file_read(path, 0, &b);
+    if (e) {
         wh_buf_free(&b);
-        return wh_err_set(err, WH_EIO, "%s: cannot read", path);
+        return wh_err_set(err, WH_EIO, "%s: cannot read: %s", path, strerror(e));
     }
     *len = b.len;
     *out = wh_buf_steal(&b);

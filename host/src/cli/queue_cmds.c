@@ -12,6 +12,7 @@
 #include "app/host.h"
 #include "app/job.h"
 #include "core/buf.h"
+#include "core/file.h"
 #include "core/clock.h"
 #include "core/jid.h"
 #include "core/mem.h"
@@ -44,15 +45,8 @@ typedef struct line {
 
 /* Reads all of FILE ("-" = stdin) into *out. */
 static int read_all(const char *file, wh_buf *out, wh_err *err) {
-    FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "rb");
-    if (f == NULL) return wh_err_set(err, WH_EIO, "cannot open %s: %s", file, strerror(errno));
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) wh_buf_append(out, chunk, n);
-    int bad = ferror(f);
-    int saved = errno;
-    if (f != stdin) fclose(f);
-    if (bad) return wh_err_set(err, WH_EIO, "cannot read %s: %s", file, strerror(saved));
+    int e = wh_file_read(file, 0, out);
+    if (e) return wh_err_set(err, WH_EIO, "cannot read %s: %s", file, strerror(e));
     return 0;
 }
 
@@ -85,12 +79,6 @@ static line *split_lines(const wh_buf *text, size_t *n) {
 
 /* ---- building jobs ---- */
 
-static void write_float(wh_buf *out, double d) {
-    wh_json v = {.type = WH_JSON_FLOAT};
-    v.u.f.d = d;
-    wh_json_write(out, &v, NULL);
-}
-
 /* An unchecked job: the payload written here in Sidekiq's shape, args as
  * given (an array), then read back as a parsed job. Takes nothing. */
 static wh_job *unchecked_job(const char *cls, const wh_json *args, const wh_enqueue_options *o, double now,
@@ -112,10 +100,10 @@ static wh_job *unchecked_job(const char *cls, const wh_json *args, const wh_enqu
     else if (retry == WH_RETRY_FALSE) wh_buf_puts(&p, ",\"retry\":false");
     else wh_buf_printf(&p, ",\"retry\":%d", retry);
     wh_buf_printf(&p, ",\"jid\":\"%s\",\"created_at\":", jid);
-    write_float(&p, now);
+    wh_json_write_float(&p, now, NULL);
     if (!scheduled) { /* schedule members carry no enqueued_at */
         wh_buf_puts(&p, ",\"enqueued_at\":");
-        write_float(&p, now);
+        wh_json_write_float(&p, now, NULL);
     }
     wh_buf_putc(&p, '}');
     wh_job *job = rc ? NULL : wh_job_parse(p.data, p.len, NULL, err);

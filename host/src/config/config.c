@@ -25,6 +25,7 @@
 #include <yaml.h>
 
 #include "core/buf.h"
+#include "core/file.h"
 #include "core/err.h"
 #include "core/mem.h"
 #include "redis/uri.h"
@@ -1129,37 +1130,6 @@ int wh_config_parse(wh_config **out, const char *name, const char *text, size_t 
     return parse_text(out, name, text, len, absolute_root(root), wh_xstrdup(env), err);
 }
 
-/* Reads a whole file (at most FILE_MAX bytes). Returns 0 with an owned
- * *text, or an errno value. */
-static int read_file(const char *path, char **text, size_t *len) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno;
-    struct stat st;
-    if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-        int e = S_ISDIR(st.st_mode) ? EISDIR : errno;
-        close(fd);
-        return e;
-    }
-    wh_buf b = WH_BUF_INIT;
-    for (;;) {
-        wh_buf_reserve(&b, 65536);
-        ssize_t n = read(fd, b.data + b.len, b.cap - b.len - 1);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0 || b.len + (size_t)n > FILE_MAX) {
-            int e = n < 0 ? errno : EFBIG;
-            close(fd);
-            wh_buf_free(&b);
-            return e;
-        }
-        if (n == 0) break;
-        b.len += (size_t)n;
-        b.data[b.len] = '\0';
-    }
-    close(fd);
-    *len = b.len;
-    *text = wh_buf_steal(&b);
-    return 0;
-}
 
 int wh_config_load(wh_config **out, const wh_config_source *src, wh_err *err) {
     static const wh_config_source none = {NULL, NULL, NULL};
@@ -1191,9 +1161,11 @@ int wh_config_load(wh_config **out, const wh_config_source *src, wh_err *err) {
         file = wh_buf_steal(&b);
     }
 
-    char *text = NULL;
-    size_t len = 0;
-    int e = read_file(file, &text, &len);
+    wh_buf tb = WH_BUF_INIT;
+    int e = wh_file_read(file, FILE_MAX, &tb);
+    size_t len = tb.len;
+    char *text = e ? NULL : wh_buf_steal(&tb);
+    wh_buf_free(&tb);
     if (e != 0) {
         rc = wh_err_set(err, WH_ECONFIG, "%s: cannot read: %s", file, strerror(e));
     } else {
