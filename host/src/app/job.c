@@ -138,12 +138,6 @@ void wh_job_free(wh_job *job) {
     wh_json_doc_free(doc); /* the job itself lives in it, unless detached */
 }
 
-static void write_float(wh_buf *out, double d) {
-    wh_json v = {.type = WH_JSON_FLOAT};
-    v.u.f.d = d;
-    wh_json_write(out, &v, NULL);
-}
-
 int wh_job_write(const wh_job *job, wh_buf *out, wh_err *err) { return wh_job_write_opts(job, out, true, err); }
 
 int wh_job_write_opts(const wh_job *job, wh_buf *out, bool with_enqueued_at, wh_err *err) {
@@ -159,10 +153,10 @@ int wh_job_write_opts(const wh_job *job, wh_buf *out, bool with_enqueued_at, wh_
     if (job->retry == WH_RETRY_FALSE) wh_buf_puts(out, ",\"retry\":false");
     else wh_buf_printf(out, ",\"retry\":%d", job->retry);
     wh_buf_printf(out, ",\"jid\":\"%s\",\"created_at\":", job->jid);
-    write_float(out, job->created_at);
+    wh_json_write_float(out, job->created_at, NULL);
     if (with_enqueued_at) {
         wh_buf_puts(out, ",\"enqueued_at\":");
-        write_float(out, job->enqueued_at);
+        wh_json_write_float(out, job->enqueued_at, NULL);
     }
     if (job->schema_hash[0]) wh_buf_printf(out, ",\"wh_schema\":\"%s\"", job->schema_hash);
     wh_buf_putc(out, '}');

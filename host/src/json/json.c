@@ -1156,6 +1156,8 @@ static int write_double(wh_buf *out, double d, wh_err *err) {
     return 0;
 }
 
+int wh_json_write_float(wh_buf *out, double d, wh_err *err) { return write_double(out, d, err); }
+
 static int write_scalar(wh_buf *out, const wh_json *v, wh_err *err) {
     switch (v->type) {
     case WH_JSON_NULL: wh_buf_append(out, "null", 4); return 0;

@@ -163,6 +163,10 @@ size_t wh_json_utf8_len(const char *s, size_t len);
  * Returns 0, or WH_EJSON if v holds a non-finite hand-built float. */
 int wh_json_write(wh_buf *out, const wh_json *v, wh_err *err);
 
+/* Appends d as wh_json_write writes a hand-built float (shortest form that
+ * reads back to d, with a '.' or an exponent). WH_EJSON if d is not finite. */
+int wh_json_write_float(wh_buf *out, double d, wh_err *err);
+
 /* Appends s (len bytes) as a quoted JSON string, escaped as wh_json_write does. */
 void wh_json_write_string(wh_buf *out, const char *s, size_t len);
 

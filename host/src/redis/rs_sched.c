@@ -57,12 +57,8 @@ static void on_due(wh_rserver *s, conn *c, redisReply *r, void *data) {
     /* no tree: one pass over each payload sets enqueued_at and reads queue
      * (json/jtop.h), every other byte kept; memory does not grow with the
      * payload beyond its copy */
-    wh_json nv;
-    memset(&nv, 0, sizeof nv);
-    nv.type = WH_JSON_FLOAT;
-    nv.u.f.d = now;
     wh_buf nowb = WH_BUF_INIT;
-    wh_json_write(&nowb, &nv, NULL);
+    wh_json_write_float(&nowb, now, NULL);
     for (size_t i = 0; i < r->elements; i++) {
         redisReply *m = r->element[i];
         rs_av_add(&a, m->str, m->len);
