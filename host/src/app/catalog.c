@@ -1,6 +1,5 @@
 /* catalog.c -- see catalog.h. */
 #include "app/catalog.h"
-#include "app/connect.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -11,9 +10,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "app/connect.h"
 #include "core/buf.h"
-#include "core/file.h"
 #include "core/dir.h"
+#include "core/file.h"
 #include "core/mem.h"
 
 struct wh_catalog {

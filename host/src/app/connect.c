@@ -189,12 +189,13 @@ static int l_client_enqueue(lua_State *L) {
         wh_json_doc_free(doc);
         return luaL_error(L, "client:enqueue: %s: %s", name, err.msg);
     }
-    wh_job *job = wh_job_new(def, doc, wh_json_doc_root(doc), &o, wh_clock_wall()); /* takes doc */
+    double now = wh_clock_wall();
+    wh_job *job = wh_job_new(def, doc, wh_json_doc_root(doc), &o, now); /* takes doc */
     char jid[WH_JID_SIZE];
     memcpy(jid, job->jid, sizeof jid);
     wh_buf text = WH_BUF_INIT;
     wh_redis_item item;
-    rc = wh_job_redis_items(&job, 1, wh_clock_wall(), &text, &item, &err);
+    rc = wh_job_redis_items(&job, 1, now, &text, &item, &err);
     if (rc == 0) rc = wh_redis_client_push(u->client, &item, &err);
     wh_buf_free(&text);
     wh_job_free(job);
@@ -235,7 +236,7 @@ static int l_client_enqueue_bulk(lua_State *L) {
     }
     wh_buf text = WH_BUF_INIT;
     wh_redis_item *items = wh_xcalloc(j->n ? j->n : 1, sizeof *items);
-    int rc = wh_job_redis_items(j->jobs, j->n, wh_clock_wall(), &text, items, &err);
+    int rc = wh_job_redis_items(j->jobs, j->n, now, &text, items, &err);
     if (rc == 0) rc = wh_redis_client_push_bulk(u->client, items, j->n, &err);
     wh_free(items);
     wh_buf_free(&text);

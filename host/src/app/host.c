@@ -149,10 +149,6 @@ static int run_now(wh_host *h, wh_vm *vm, wh_job *job, wh_err *err) {
     return rc;
 }
 
-/* wh.enqueue inside this host's VMs. The arguments are checked against the
- * schema of the calling VM's own generation (borrowed from that VM, which
- * outlives the call), so a reload running meanwhile cannot pull the schema
- * away; the job's queue and retry come from the current generation. */
 /* Pushes n jobs (borrowed) through the pool, each written as it goes to
  * Redis now (wh_job_redis_items). Errors as wh_redis_pool_push. */
 static int pool_push_jobs(wh_host *h, wh_job *const *jobs, size_t n, wh_err *err) {
@@ -165,6 +161,10 @@ static int pool_push_jobs(wh_host *h, wh_job *const *jobs, size_t n, wh_err *err
     return rc;
 }
 
+/* wh.enqueue inside this host's VMs. The arguments are checked against the
+ * schema of the calling VM's own generation (borrowed from that VM, which
+ * outlives the call), so a reload running meanwhile cannot pull the schema
+ * away; the job's queue and retry come from the current generation. */
 static const wh_schema *lhost_find(void *ud, lua_State *L, const char *name) {
     (void)ud;
     wh_lworker_info info;
@@ -560,18 +560,16 @@ static unsigned long long cgroup_memory_max(void) {
 static void warn_memory_budget(const wh_config *cfg) {
     unsigned long long want = (unsigned long long)cfg->concurrency * (unsigned long long)cfg->memory_limit;
     struct rlimit rl;
-    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && want > (unsigned long long)rl.rlim_cur)
-        wh_log(WH_LOG_WARN, NULL, NULL,
-               "workers.concurrency x workers.memory_limit = %d x %zu = %llu bytes is more than the process may "
-               "allocate: RLIMIT_AS (ulimit -v) is %llu bytes; jobs may run out of memory below their VM's limit "
-               "(they fail as out of memory)", cfg->concurrency, cfg->memory_limit, want,
-               (unsigned long long)rl.rlim_cur);
-    unsigned long long cg = cgroup_memory_max();
-    if (cg && want > cg)
-        wh_log(WH_LOG_WARN, NULL, NULL,
-               "workers.concurrency x workers.memory_limit = %d x %zu = %llu bytes is more than the process may "
-               "allocate: its cgroup's memory.max is %llu bytes; jobs may run out of memory below their VM's limit "
-               "(they fail as out of memory)", cfg->concurrency, cfg->memory_limit, want, cg);
+    struct { const char *what; unsigned long long cap; } limits[2] = {
+        {"RLIMIT_AS (ulimit -v)", getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? rl.rlim_cur : 0},
+        {"its cgroup's memory.max", cgroup_memory_max()},
+    };
+    for (int i = 0; i < 2; i++)
+        if (limits[i].cap && want > limits[i].cap)
+            wh_log(WH_LOG_WARN, NULL, NULL,
+                   "workers.concurrency x workers.memory_limit = %d x %zu = %llu bytes is more than the process may "
+                   "allocate: %s is %llu bytes; jobs may run out of memory below their VM's limit (they fail as "
+                   "out of memory)", cfg->concurrency, cfg->memory_limit, want, limits[i].what, limits[i].cap);
 }
 
 int wh_host_start(wh_host *h, wh_err *err) {

@@ -17,13 +17,13 @@
 #include "redis/client.h"
 #include "workerhost.h"
 
-/* The struct, its strings and the payload tree all live in one arena (the
- * doc), so a job is one allocation and one free. */
 /* The largest retry and retry_count a payload may carry; larger values
  * (from other clients) are taken as this, counts below -1 as -1 (Sidekiq's
  * "retried by hand", see job.c). */
 #define WH_RETRY_COUNT_MAX 1000000
 
+/* The struct, its strings and the payload tree all live in one arena (the
+ * doc), so a job is one allocation and one free. */
 typedef struct wh_job {
     wh_json_doc *doc;       /* owns everything below except last_error */
     const wh_json *payload; /* the root object as parsed; NULL for a job made by wh_job_new */

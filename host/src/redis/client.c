@@ -184,23 +184,16 @@ static int handshake(wh_redis_client *c, wh_err *err) {
     }
     /* the key layout: written on a new Redis, migrated from layout 1 when no
      * host of that layout is alive, refused otherwise (scripts.h, MIGRATE) */
-    wh_buf reg = WH_BUF_INIT, pre = WH_BUF_INIT, inflight = WH_BUF_INIT, qof = WH_BUF_INIT;
-    wh_redis_client_key(c, &key, "%s", WH_KEY_VERSION);
-    wh_redis_client_key(c, &reg, "%s", WH_KEY_REGISTRY);
-    wh_redis_client_key(c, &pre, "%s", "");
-    wh_redis_client_key(c, &inflight, "%s", WH_KEY_INFLIGHT_PREFIX);
-    wh_redis_client_key(c, &qof, "%s", WH_KEY_QUEUES_OF_PREFIX);
-    const char *ev[10] = {"EVAL", wh_script_migrate, "2", key.data, reg.data, WH_KEY_VERSION_VALUE, pre.data,
-                          inflight.data, WH_KEY_V1_QUEUES_OF_SUFFIX, qof.data};
-    size_t evl[10];
-    for (int k = 0; k < 10; k++) evl[k] = strlen(ev[k]);
-    append(c, 10, ev, evl);
+    wh_redis_client_key(c, &key, "%s", ""); /* the key prefix: "ns:" or "" */
+    wh_script_args margs;
+    wh_script_migrate_args(key.data, &margs);
+    const char *ev[2 + WH_MIGRATE_NARGS] = {"EVAL", wh_script_migrate};
+    size_t evl[2 + WH_MIGRATE_NARGS] = {4, strlen(wh_script_migrate)};
+    for (int k = 0; k < WH_MIGRATE_NARGS; k++) ev[2 + k] = margs.v[k], evl[2 + k] = margs.l[k];
+    append(c, 2 + WH_MIGRATE_NARGS, ev, evl); /* copied into hiredis's buffer */
     n++;
+    wh_script_args_free(&margs);
     wh_buf_free(&key);
-    wh_buf_free(&reg);
-    wh_buf_free(&pre);
-    wh_buf_free(&inflight);
-    wh_buf_free(&qof);
 
     redisReply **r = wh_xcalloc(n, sizeof *r);
     int rc = read_replies(c, n, r, what, err);

@@ -19,6 +19,7 @@
 #include "core/mem.h"
 #include "core/proc.h"
 #include "redis/keys.h"
+#include "redis/scripts.h"
 #include "redis/server_int.h"
 
 /* ==== heartbeat and the process registry ================================== */
@@ -263,15 +264,11 @@ void rs_migrate_now(wh_rserver *s) {
     argv_b a;
     rs_av_init(&a);
     rs_av_script(s, &a, S_MIGRATE);
-    rs_av_adds(&a, "2");
-    rs_av_addf(&a, "%s%s", s->ns, WH_KEY_VERSION);
-    rs_av_addf(&a, "%s%s", s->ns, WH_KEY_REGISTRY);
-    rs_av_adds(&a, WH_KEY_VERSION_VALUE);
-    rs_av_adds(&a, s->ns);
-    rs_av_addf(&a, "%s%s", s->ns, WH_KEY_INFLIGHT_PREFIX);
-    rs_av_adds(&a, WH_KEY_V1_QUEUES_OF_SUFFIX);
-    rs_av_addf(&a, "%s%s", s->ns, WH_KEY_QUEUES_OF_PREFIX);
-    s->migrating = rs_send_b(&s->cmd, on_migrated, NULL, &a);
+    wh_script_args m;
+    wh_script_migrate_args(s->ns, &m);
+    for (int i = 0; i < WH_MIGRATE_NARGS; i++) rs_av_add(&a, m.v[i], m.l[i]);
+    s->migrating = rs_send_b(&s->cmd, on_migrated, NULL, &a); /* copied into hiredis's buffer */
+    wh_script_args_free(&m);
 }
 
 static void on_registered(wh_rserver *s, conn *c, redisReply *r, void *data) {

@@ -59,18 +59,18 @@ static void on_requeued(wh_rserver *s, conn *c, redisReply *r, void *data) {
     (void)c;
     (void)data;
     if (r == NULL) return;
+    if (rs_noscript(s, r)) {
+        s->stop = RS_DRAINING; /* loaded again: the next step sends it again */
+        rs_stop_step(s);
+        return;
+    }
     long long left = -1; /* unknown: the script failed */
-    if (!rs_noscript(s, r) && !rs_reply_error(s, r, "putting jobs back") && r->type == REDIS_REPLY_ARRAY &&
-        r->elements == 2) {
+    if (!rs_reply_error(s, r, "putting jobs back") && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
         s->requeued = (size_t)r->element[0]->integer;
         left = r->element[1]->integer;
         if (s->requeued)
             wh_log(WH_LOG_INFO, NULL, NULL, "put %zu unfinished job%s back on %s queue%s", s->requeued,
                    s->requeued == 1 ? "" : "s", s->requeued == 1 ? "its" : "their", s->requeued == 1 ? "" : "s");
-    } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-        s->stop = RS_DRAINING; /* loaded again: the next step sends it again */
-        rs_stop_step(s);
-        return;
     }
     /* leave the registry: gone from the Web UI at once */
     s->stop = RS_LEAVING;

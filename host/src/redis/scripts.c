@@ -11,6 +11,12 @@
  * TIME, one clock for every host of the fleet. */
 #include "redis/scripts.h"
 
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/mem.h"
+#include "redis/keys.h"
+
 /* check(key, type): nil when the key holds that type or nothing, else an
  * error reply naming the key, for the script to return before any write. */
 #define CHECK_FN                                                                          \
@@ -244,3 +250,24 @@ const char wh_script_reap[] =
     "  redis.call('SREM', KEYS[1], ARGV[1])\n"
     "end\n"
     "return {recovered, left}\n";
+
+void wh_script_migrate_args(const char *ns, wh_script_args *out) {
+    wh_buf b[WH_MIGRATE_NARGS];
+    for (int i = 0; i < WH_MIGRATE_NARGS; i++) wh_buf_init(&b[i]);
+    wh_buf_puts(&b[0], "2");
+    wh_buf_printf(&b[1], "%s%s", ns, WH_KEY_VERSION);
+    wh_buf_printf(&b[2], "%s%s", ns, WH_KEY_REGISTRY);
+    wh_buf_puts(&b[3], WH_KEY_VERSION_VALUE);
+    wh_buf_puts(&b[4], ns);
+    wh_buf_printf(&b[5], "%s%s", ns, WH_KEY_INFLIGHT_PREFIX);
+    wh_buf_puts(&b[6], WH_KEY_V1_QUEUES_OF_SUFFIX);
+    wh_buf_printf(&b[7], "%s%s", ns, WH_KEY_QUEUES_OF_PREFIX);
+    for (int i = 0; i < WH_MIGRATE_NARGS; i++) {
+        out->l[i] = b[i].len;
+        out->v[i] = wh_buf_steal(&b[i]);
+    }
+}
+
+void wh_script_args_free(wh_script_args *a) {
+    for (int i = 0; i < WH_MIGRATE_NARGS; i++) wh_free(a->v[i]);
+}

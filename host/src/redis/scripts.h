@@ -11,6 +11,8 @@
 #ifndef WH_SCRIPTS_H
 #define WH_SCRIPTS_H
 
+#include <stddef.h>
+
 /* MIGRATE: makes sure the keys are in this build's layout.
  *   KEYS[1]: wh:version, KEYS[2]: wh:registry
  *   ARGV: this layout's version, the key prefix (namespace + ":", or ""),
@@ -22,6 +24,17 @@
  *   written), "live <identity>" (layout 1 and that host is alive: nothing
  *   done), or "version <v>" (another layout: nothing done). */
 extern const char wh_script_migrate[];
+
+/* MIGRATE's arguments after the script: numkeys, KEYS and ARGV, for the
+ * key prefix ns ("name:" or ""), as owned strings. The one place that knows
+ * them, for the host's connections and the synchronous client alike. */
+#define WH_MIGRATE_NARGS 8
+typedef struct wh_script_args {
+    char *v[WH_MIGRATE_NARGS];
+    size_t l[WH_MIGRATE_NARGS];
+} wh_script_args;
+void wh_script_migrate_args(const char *ns, wh_script_args *out);
+void wh_script_args_free(wh_script_args *a);
 
 /* REGISTER: puts this process in the registry together with the set of its
  * queues (what a reaper needs to find its in-flight lists), writing only

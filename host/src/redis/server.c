@@ -36,9 +36,7 @@ char *rs_keydup(const wh_rserver *s, const char *fmt, const char *a, const char 
     return wh_buf_steal(&b);
 }
 
-
 /* ==== scripts: EVALSHA once loaded (no script text per call) ============== */
-
 
 const char *rs_script_src(int i) {
     switch (i) {
@@ -99,20 +97,6 @@ void rs_av_add(argv_b *a, const char *p, size_t len) {
 
 void rs_av_adds(argv_b *a, const char *p) { rs_av_add(a, p, strlen(p)); }
 
-/* adds an owned copy (freed with the builder) */
-void rs_av_addf(argv_b *a, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    wh_buf b = WH_BUF_INIT;
-    wh_buf_vprintf(&b, fmt, ap);
-    va_end(ap);
-    a->strs = wh_xrealloc(a->strs, (size_t)(a->nstrs + 1) * sizeof *a->strs);
-    size_t len = b.len;
-    char *p = wh_buf_steal(&b);
-    a->strs[a->nstrs++] = p;
-    rs_av_add(a, p, len);
-}
-
 /* adds the bytes of b, taken over (freed with the builder); b is left empty */
 void rs_av_take(argv_b *a, wh_buf *b) {
     a->strs = wh_xrealloc(a->strs, (size_t)(a->nstrs + 1) * sizeof *a->strs);
@@ -120,6 +104,16 @@ void rs_av_take(argv_b *a, wh_buf *b) {
     char *p = wh_buf_steal(b);
     a->strs[a->nstrs++] = p;
     rs_av_add(a, p, len);
+}
+
+/* adds an owned copy (freed with the builder) */
+void rs_av_addf(argv_b *a, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    wh_buf b = WH_BUF_INIT;
+    wh_buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    rs_av_take(a, &b);
 }
 
 void rs_av_free(argv_b *a) {
@@ -158,24 +152,8 @@ bool rs_send_b(conn *c, reply_fn fn, void *data, argv_b *a) {
     return ok;
 }
 
-
-bool rs_reply_error(wh_rserver *s, redisReply *r, const char *what) {
-    if (r == NULL) return true; /* the connection went away; logged there */
-    if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-        /* the script cache was flushed: plain EVAL until loaded again */
-        memset(s->sha, 0, sizeof s->sha);
-        rs_load_scripts(s);
-        return true;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
-        wh_log(WH_LOG_ERROR, NULL, NULL, "redis: %s: %s", what, r->str);
-        return true;
-    }
-    return false;
-}
-
 /* True for a NOSCRIPT error reply (the script cache was flushed): the
- * scripts are loaded again and the caller tries again at once. */
+ * scripts are loaded again (plain EVAL meanwhile) and the caller tries again. */
 bool rs_noscript(wh_rserver *s, const redisReply *r) {
     if (r == NULL || r->type != REDIS_REPLY_ERROR || strncmp(r->str, "NOSCRIPT", 8) != 0) return false;
     memset(s->sha, 0, sizeof s->sha);
@@ -183,6 +161,15 @@ bool rs_noscript(wh_rserver *s, const redisReply *r) {
     return true;
 }
 
+bool rs_reply_error(wh_rserver *s, redisReply *r, const char *what) {
+    if (r == NULL) return true; /* the connection went away; logged there */
+    if (rs_noscript(s, r)) return true;
+    if (r->type == REDIS_REPLY_ERROR) {
+        wh_log(WH_LOG_ERROR, NULL, NULL, "redis: %s: %s", what, r->str);
+        return true;
+    }
+    return false;
+}
 
 /* Makes sure t_retry fires within `wait` seconds. */
 static void retry_in(wh_rserver *s, double wait) {
@@ -221,8 +208,6 @@ bool rs_gate_open(wh_rserver *s, const wh_backoff *b) {
     retry_in(s, wh_backoff_wait(b, now));
     return false;
 }
-
-/* ==== connections ========================================================= */
 
 /* ==== the I/O thread ======================================================= */
 
